@@ -1,0 +1,3 @@
+from vla_data.cli import main
+
+main()

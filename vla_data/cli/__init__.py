@@ -1,0 +1,29 @@
+"""The `vla-data` command line: a thin click shell over the library."""
+
+from __future__ import annotations
+
+import click
+
+from vla_data import __version__
+from vla_data.cli.bench import bench
+from vla_data.cli.convert import convert
+from vla_data.cli.dataset import demo, info, stats, verify
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vla-data")
+def main() -> None:
+    """Turn robot demonstrations (LeRobot, RLDS, HDF5) into Arrow shards and training batches for
+    knowledge-insulated VLA models.
+
+    \b
+    Typical flow:
+      vla-data convert hdf5 episodes/ out/      # source -> shards + manifest
+      vla-data info out/                        # what is inside
+      vla-data verify out/                      # checksums and indices
+      vla-data demo                             # everything, on built-in sample data
+    """
+
+
+for command in (convert, info, verify, stats, demo, bench):
+    main.add_command(command)

@@ -1,0 +1,53 @@
+"""`vla-data bench ...`: measured speed and memory, medians and ratios from one run."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from vla_data.cli.errors import friendly_errors
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks. Each reports medians and a ratio against a bound measured in the same run."""
+
+
+@bench.command("convert")
+@click.option("--format", "source_format", type=click.Choice(["hdf5"]), default="hdf5", show_default=True)
+@click.option(
+    "--frames", type=int, default=20000, show_default=True, help="Total frames of the generated dataset."
+)
+@click.option("--episode-length", type=int, default=500, show_default=True)
+@click.option("--image-size", default="96x128", show_default=True, help="HxW of the two generated cameras.")
+@click.option("--workers", default="1,2", show_default=True, help="Comma-separated worker counts to measure.")
+@click.option(
+    "--repeats", type=int, default=1, show_default=True, help="Runs per setting; the median is reported."
+)
+@click.option(
+    "--dir",
+    "work_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Scratch folder (default: a temporary one).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_convert(
+    source_format, frames, episode_length, image_size, workers, repeats, work_dir, as_json
+) -> None:
+    """Conversion frames/s and peak RSS, next to read+JPEG-encode of the same frames (the bound)."""
+    from vla_data.bench import bench_convert as run
+    from vla_data.bench import format_convert_table
+    from vla_data.images import parse_size
+
+    result = run(
+        frames=frames,
+        episode_length=episode_length,
+        image_size=parse_size(image_size),
+        workers=[int(w) for w in workers.split(",")],
+        repeats=repeats,
+        work_dir=work_dir,
+    )
+    click.echo(json.dumps(result, indent=1) if as_json else format_convert_table(result))

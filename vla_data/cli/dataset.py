@@ -1,0 +1,71 @@
+"""`vla-data info | verify | stats | demo`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from vla_data.cli.errors import friendly_errors
+
+
+@click.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@friendly_errors
+def info(out: str, as_json: bool) -> None:
+    """Summarise a converted dataset: episodes, frames, tasks, features, shards."""
+    from vla_data.info import dataset_summary, describe_dataset
+
+    click.echo(json.dumps(dataset_summary(out), indent=1) if as_json else describe_dataset(out))
+
+
+@click.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@friendly_errors
+def verify(out: str) -> None:
+    """Check every shard's sha256, row counts and episode/frame indices against the manifest.
+
+    Exits non-zero and lists each problem when anything disagrees.
+    """
+    from vla_data.shards import verify_dataset
+
+    problems = verify_dataset(out)
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(f"{out}: {len(problems)} problems found")
+    click.echo(f"{out}: OK")
+
+
+@click.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@friendly_errors
+def stats(out: str) -> None:
+    """Recompute per-dimension statistics (mean, std, min, max, q01..q99) and store them in the manifest."""
+    from vla_data.shards.reader import recompute_stats
+
+    result = recompute_stats(out)
+    for name, s in result.items():
+        dims = len(s["mean"])
+        click.echo(f"{name} ({dims} dims, {s['count']} frames)")
+        for key in ("mean", "std", "q01", "q99"):
+            values = " ".join(f"{v:+.3g}" for v in s[key][:8]) + (" ..." if dims > 8 else "")
+            click.echo(f"  {key:<4} {values}")
+
+
+@click.command()
+@click.option(
+    "--out",
+    default="vla-data-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for everything the demo makes.",
+)
+@friendly_errors
+def demo(out: str) -> None:
+    """Run the whole pipeline on built-in sample data: write ALOHA-layout HDF5 episodes, convert
+    them to shards, verify, and print what was made."""
+    from vla_data.demo import run_demo
+
+    run_demo(out, echo=click.echo)

@@ -1,0 +1,189 @@
+"""Source -> shards: reading in worker processes, image encoding, skipping, resume and progress."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import sys
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from vla_data.episode import Episode
+from vla_data.errors import SourceError
+from vla_data.images import ImageFormat, ResizeMode, decode_image, encode_image, image_format_of, resize
+from vla_data.schema import IMAGE_PREFIX, Feature, array_feature, image_feature
+from vla_data.shards.manifest import Manifest
+from vla_data.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
+from vla_data.sources import Source
+
+OnError = Literal["fail", "skip"]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How a source is converted. `image_size` is (height, width) or None to keep the source size."""
+
+    workers: int = 1
+    resume: bool = False
+    on_error: OnError = "fail"
+    image_format: ImageFormat = "jpeg"
+    jpeg_quality: int = 95
+    image_size: tuple[int, int] | None = None
+    resize_mode: ResizeMode = "pad"
+    dtype: str | None = None  # cast floating arrays, e.g. "float32"; None keeps the source dtype
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    compression: str | None = None  # Arrow IPC buffer compression ("lz4", "zstd"); None = mmap-able
+    progress: bool | None = None  # None: show a bar only on a terminal
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {self.on_error!r}")
+        if self.image_format not in ("jpeg", "png"):
+            raise ValueError(f"image_format must be 'jpeg' or 'png', got {self.image_format!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "image_format": self.image_format,
+            "jpeg_quality": self.jpeg_quality,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "resize_mode": self.resize_mode,
+            "dtype": self.dtype,
+            "shard_bytes": self.shard_bytes,
+            "compression": self.compression,
+        }
+
+
+def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
+    """Encode (and resize) raw frames and cast dtypes. Encoded frames are copied byte for byte
+    unless a resize is asked for."""
+    images: dict[str, list[bytes]] = {}
+    original: dict[str, tuple[int, int]] = {}
+    for camera, frames in episode.images.items():
+        if isinstance(frames, np.ndarray):
+            original[camera] = tuple(frames.shape[1:3])
+            if options.image_size:
+                frames = [resize(f, *options.image_size, options.resize_mode) for f in frames]
+            images[camera] = [encode_image(f, options.image_format, options.jpeg_quality) for f in frames]
+        elif options.image_size:
+            decoded = [_decode(b, episode, camera, i) for i, b in enumerate(frames)]
+            original[camera] = tuple(decoded[0].shape[:2])
+            images[camera] = [
+                encode_image(
+                    resize(f, *options.image_size, options.resize_mode),
+                    options.image_format,
+                    options.jpeg_quality,
+                )
+                for f in decoded
+            ]
+        else:
+            images[camera] = list(frames)
+    arrays = episode.arrays
+    if options.dtype:
+        target = np.dtype(options.dtype)
+        arrays = {k: v.astype(target) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+    return replace(episode, arrays=arrays, images=images, original_image_sizes=original)
+
+
+def _decode(data: bytes, episode: Episode, camera: str, step: int) -> np.ndarray:
+    try:
+        return decode_image(data)
+    except Exception as e:  # PIL raises several types for corrupt data
+        raise SourceError(
+            f"step {step}: image bytes cannot be decoded ({e})",
+            file=episode.source_ref.get("file", "?"),
+            episode=episode.source_ref.get("episode", episode.index),
+            key=IMAGE_PREFIX + camera,
+        ) from e
+
+
+def infer_features(episode: Episode, names: dict[str, tuple[str, ...]] | None = None) -> dict[str, Feature]:
+    """The dataset's features, from its first prepared episode."""
+    features = {
+        name: array_feature(name, values, (names or {}).get(name)) for name, values in episode.arrays.items()
+    }
+    for camera, frames in episode.images.items():
+        height, width = _decode(frames[0], episode, camera, 0).shape[:2]
+        feature = image_feature(
+            camera, image_format_of(frames[0]), height, width, episode.original_image_sizes.get(camera)
+        )
+        features[feature.name] = feature
+    return features
+
+
+def _read_prepared(source: Source, ref: dict[str, Any], options: ConvertOptions) -> Episode | SourceError:
+    """Worker task: the prepared episode, or the `SourceError` that made it unreadable."""
+    try:
+        return prepare_episode(source.read(ref), options)
+    except SourceError as e:
+        return e
+
+
+def _prepared_episodes(source: Source, refs: list[dict[str, Any]], start: int, options: ConvertOptions):
+    """(position, episode or error) in source order; at most 2 x workers episodes are in flight."""
+    if options.workers == 1:
+        for position in range(start, len(refs)):
+            yield position, _read_prepared(source, refs[position], options)
+        return
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+        pending: deque = deque()
+        position = start
+        while position < len(refs) or pending:
+            while position < len(refs) and len(pending) < 2 * options.workers:
+                pending.append((position, pool.submit(_read_prepared, source, refs[position], options)))
+                position += 1
+            done_position, future = pending.popleft()
+            yield done_position, future.result()
+
+
+def convert(
+    source: Source,
+    out: str | Path,
+    options: ConvertOptions = ConvertOptions(),
+    *,
+    feature_names: dict[str, tuple[str, ...]] | None = None,
+) -> Manifest:
+    """Convert every episode of `source` into a dataset at `out` and return its manifest.
+
+    With `on_error="skip"`, an episode whose reading raises `SourceError` is listed in
+    `manifest.skipped` and the rest is converted; with "fail" the first one stops the conversion
+    and no manifest is written. `resume=True` continues an interrupted conversion of the same
+    source from its last closed shard.
+    """
+    refs = source.episode_refs()
+    description = {**source.describe(), "convert_options": options.describe()}
+    if not refs:
+        raise SourceError("no episodes found", file=str(description.get("path")))
+    show = sys.stderr.isatty() if options.progress is None else options.progress
+    with ShardWriter(
+        out,
+        source=description,
+        target_bytes=options.shard_bytes,
+        compression=options.compression,
+        resume=options.resume,
+    ) as writer:
+        with tqdm(
+            total=len(refs), initial=writer.consumed, unit="episode", desc="convert", disable=not show
+        ) as bar:
+            for position, result in _prepared_episodes(source, refs, writer.consumed, options):
+                try:
+                    if isinstance(result, SourceError):
+                        raise result
+                    if writer.features is None:
+                        writer.set_features(result.fps, infer_features(result, feature_names))
+                    writer.write(result, position=position)
+                except SourceError as e:
+                    if options.on_error == "fail":
+                        raise
+                    writer.skip(refs[position], str(e), position=position)
+                bar.update(1)
+    return writer.manifest

@@ -1,0 +1,129 @@
+"""Memory-mapped, random-access reading of a converted dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vla_data.errors import ShardError
+from vla_data.schema import Feature, column_to_numpy
+from vla_data.shards.manifest import EPISODES_FILE, Manifest, ShardInfo, load_manifest
+from vla_data.stats import RunningStats
+
+
+def open_arrow_file(path: Path) -> pa.Table:
+    """Memory-map an Arrow IPC file; the table's buffers point into the page cache (zero-copy)."""
+    try:
+        return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    except (OSError, pa.ArrowInvalid) as e:
+        raise ShardError(f"{path}: cannot be read as an Arrow IPC file ({e})") from e
+
+
+def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, Feature]) -> dict[str, Any]:
+    """Per-dimension statistics of every numeric feature, streaming shard by shard."""
+    numeric = [f for f in features.values() if f.kind != "image" and np.dtype(f.dtype).kind in "fiub"]
+    running = {f.name: RunningStats() for f in numeric}
+    for info in shards:
+        table = open_arrow_file(Path(root) / info.file)
+        for feature in numeric:
+            values = column_to_numpy(table.column(feature.name), feature)
+            running[feature.name].update(values.reshape(len(values), -1))
+    return {name: stats.result() for name, stats in running.items() if stats.count}
+
+
+class ShardDataset:
+    """Random access to the steps and episodes of a converted dataset.
+
+    Shards are memory-mapped on first use, so reading one step touches only that step's shard,
+    and worker processes share the page cache instead of copying data.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.manifest: Manifest = load_manifest(self.root)
+        episodes = open_arrow_file(self.root / EPISODES_FILE)
+        self.episode_shard = episodes.column("shard").to_numpy()
+        self.episode_offset = episodes.column("row_offset").to_numpy()
+        self.episode_length = episodes.column("length").to_numpy()
+        self.episode_task = episodes.column("task_index").to_numpy()
+        self.episode_source = episodes.column("source_ref").to_pylist()
+        self.episode_start = np.concatenate([[0], np.cumsum(self.episode_length)])
+        self._tables: dict[int, pa.Table] = {}
+
+    def __len__(self) -> int:
+        return int(self.episode_start[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Memory maps are reopened in each worker process rather than pickled.
+        return {**self.__dict__, "_tables": {}}
+
+    @property
+    def features(self) -> dict[str, Feature]:
+        return self.manifest.features
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_length)
+
+    def shard_table(self, shard: int) -> pa.Table:
+        table = self._tables.get(shard)
+        if table is None:
+            table = open_arrow_file(self.root / self.manifest.shards[shard].file)
+            self._tables[shard] = table
+        return table
+
+    def episode_table(self, episode: int) -> pa.Table:
+        """The rows of one episode (a zero-copy slice of its shard)."""
+        if not 0 <= episode < self.num_episodes:
+            raise IndexError(f"episode {episode} out of range (dataset has {self.num_episodes})")
+        table = self.shard_table(int(self.episode_shard[episode]))
+        return table.slice(int(self.episode_offset[episode]), int(self.episode_length[episode]))
+
+    def episode(self, episode: int) -> dict[str, Any]:
+        """Every column of one episode: numeric ones as `[T, ...]` arrays, images as lists of bytes."""
+        return self.columns(self.episode_table(episode))
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Global step index -> (episode, frame)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"step {index} out of range (dataset has {len(self)})")
+        episode = int(np.searchsorted(self.episode_start, index, side="right") - 1)
+        return episode, int(index - self.episode_start[episode])
+
+    def step(self, index: int) -> dict[str, Any]:
+        episode, frame = self.locate(index)
+        row = self.episode_table(episode).slice(frame, 1)
+        return {k: v[0] for k, v in self.columns(row).items()}
+
+    def columns(self, table: pa.Table) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in table.column_names:
+            feature = self.features.get(name)
+            column = table.column(name)
+            if feature is not None and feature.kind == "image":
+                out[name] = column.to_pylist()
+            elif feature is not None:
+                out[name] = column_to_numpy(column, feature)
+            else:
+                out[name] = column.to_numpy()
+        return out
+
+    def task(self, episode: int) -> str:
+        return self.manifest.tasks[int(self.episode_task[episode])]
+
+    def source_ref(self, episode: int) -> dict[str, Any]:
+        return json.loads(self.episode_source[episode])
+
+
+def recompute_stats(root: str | Path) -> dict[str, Any]:
+    """Recompute the statistics of every numeric feature and store them in the manifest."""
+    from vla_data.shards.manifest import MANIFEST_FILE, write_json_atomic
+
+    manifest = load_manifest(root)
+    manifest.stats = stats_from_shards(Path(root), manifest.shards, manifest.features)
+    write_json_atomic(Path(root) / MANIFEST_FILE, manifest.to_json())
+    return manifest.stats

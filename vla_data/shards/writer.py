@@ -1,0 +1,331 @@
+"""`ShardWriter`: episodes in, size-bounded Arrow shards + `episodes.arrow` + `manifest.json` out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vla_data import __version__
+from vla_data.episode import Episode
+from vla_data.errors import ShardError, SourceError
+from vla_data.schema import FORMAT_VERSION, IMAGE_PREFIX, Feature, arrow_schema
+from vla_data.shards.manifest import (
+    EPISODES_FILE,
+    MANIFEST_FILE,
+    PROGRESS_FILE,
+    SHARD_DIR,
+    Manifest,
+    ShardInfo,
+    shard_path,
+    write_json_atomic,
+)
+from vla_data.shards.reader import stats_from_shards
+
+DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
+
+EPISODES_SCHEMA = pa.schema(
+    [
+        ("episode_index", pa.int64()),
+        ("shard", pa.int32()),
+        ("row_offset", pa.int64()),
+        ("length", pa.int64()),
+        ("task_index", pa.int32()),
+        ("source_ref", pa.string()),
+    ]
+)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ShardWriter:
+    """Writes episodes (images already encoded) into `OUT/shards/*.arrow` and commits on success.
+
+        with ShardWriter(out, fps=20, features=features, source=source) as writer:
+            writer.write(episode, position=i)
+
+    An episode never spans two shards; a shard closes after the episode that crosses
+    `target_bytes`. Each closed shard is recorded in `OUT/.progress.json`, so a conversion that
+    dies can resume from the last closed shard (`resume=True`). `manifest.json` is written only when
+    the body of the `with` finished without an exception.
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        *,
+        source: dict[str, Any],
+        fps: float | None = None,
+        features: dict[str, Feature] | None = None,
+        target_bytes: int = DEFAULT_SHARD_BYTES,
+        compression: str | None = None,
+        resume: bool = False,
+    ):
+        self.out = Path(out)
+        self.source = source
+        self.target_bytes = target_bytes
+        self.compression = compression
+        self.fps: float | None = None
+        self.features: dict[str, Feature] | None = None
+        self.manifest: Manifest | None = None
+        self.tasks: list[str] = []
+        self.shards: list[ShardInfo] = []
+        self.episode_rows: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, Any]] = []
+        self.consumed = 0  # source positions fully committed in closed shards
+        self._open: dict[str, Any] | None = None
+        self._prepare(resume)
+        if features is not None and self.features is None:
+            self.set_features(fps, features)
+
+    def set_features(self, fps: float | None, features: dict[str, Feature]) -> None:
+        """Fix the columns (usually from the first episode); every later episode must match them."""
+        if fps is None or fps <= 0:
+            raise ShardError(f"fps must be a positive number, got {fps}")
+        self.fps = float(fps)
+        self.features = dict(features)
+        self.schema = arrow_schema(self.features)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _prepare(self, resume: bool) -> None:
+        self._created_out = not self.out.exists()
+        if (self.out / MANIFEST_FILE).exists():
+            raise ShardError(f"{self.out} already holds a complete dataset; choose another OUT or delete it")
+        journal = self.out / PROGRESS_FILE
+        if journal.exists() and not resume:
+            raise ShardError(
+                f"{self.out} holds an interrupted conversion; pass --resume to continue it or delete the folder"
+            )
+        if not journal.exists() and self.out.exists() and any(self.out.iterdir()):
+            raise ShardError(f"{self.out} is not empty and holds no vla-data conversion; choose an empty OUT")
+        (self.out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        if journal.exists():
+            self._restore(json.loads(journal.read_text()))
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state["source"] != self.source or state["format_version"] != FORMAT_VERSION:
+            raise ShardError(
+                f"{self.out}: the interrupted conversion used other source options "
+                f"({state['source']}); rerun with the same options or delete the folder"
+            )
+        if state["features"] is not None:
+            self.set_features(
+                state["fps"], {n: Feature.from_json(n, f) for n, f in state["features"].items()}
+            )
+        self.tasks = state["tasks"]
+        self.shards = [ShardInfo(**s) for s in state["shards"]]
+        self.episode_rows = state["episodes"]
+        self.skipped = state["skipped"]
+        self.consumed = state["consumed"]
+        kept = {self.out / s.file for s in self.shards}
+        for path in (self.out / SHARD_DIR).iterdir():
+            if path not in kept:
+                path.unlink()  # half-written shard of the run that died
+        for info in self.shards:
+            if sha256_file(self.out / info.file) != info.sha256:
+                raise ShardError(
+                    f"{self.out / info.file} changed since it was written; delete OUT and convert again"
+                )
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abandon()
+            return
+        try:
+            self.manifest = self.finish()
+        except BaseException:
+            self.abandon()
+            raise
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, episode: Episode, *, position: int) -> None:
+        """Append one episode whose images are encoded bytes; `position` is its place in the source."""
+        if position < self.consumed:
+            return  # already committed before a resume
+        if self.features is None:
+            raise ShardError("call set_features() before the first write()")
+        table = self._episode_table(episode)
+        if self._open is None:
+            self._open_shard()
+        shard = self._open
+        shard["writer"].write_table(table)
+        self.episode_rows.append(
+            {
+                "episode_index": len(self.episode_rows),
+                "shard": len(self.shards),
+                "row_offset": shard["rows"],
+                "length": table.num_rows,
+                "task_index": self._task_index(episode.task),
+                "source_ref": json.dumps(episode.source_ref, sort_keys=True),
+            }
+        )
+        shard["rows"] += table.num_rows
+        shard["episodes"] += 1
+        shard["last_position"] = position
+        if shard["sink"].tell() >= self.target_bytes:
+            self._close_shard()
+
+    def skip(self, source_ref: dict[str, Any], reason: str, *, position: int) -> None:
+        if position < self.consumed:
+            return
+        self.skipped.append({"source_ref": source_ref, "reason": reason, "position": position})
+        if self._open is None:
+            self.consumed = position + 1
+            self._save_journal()
+
+    def _task_index(self, task: str) -> int:
+        if task not in self.tasks:
+            self.tasks.append(task)
+        return self.tasks.index(task)
+
+    def _episode_table(self, episode: Episode) -> pa.Table:
+        length = episode.length
+        self._check_features(episode)
+        timestamps = episode.timestamps
+        if timestamps is None:
+            timestamps = np.arange(length, dtype=np.float64) / self.fps
+        columns: dict[str, pa.Array] = {
+            "episode_index": pa.array(np.full(length, len(self.episode_rows), np.int64)),
+            "frame_index": pa.array(np.arange(length, dtype=np.int32)),
+            "timestamp": pa.array(np.asarray(timestamps, np.float32)),
+            "task_index": pa.array(np.full(length, self._task_index(episode.task), np.int32)),
+        }
+        for name, feature in self.features.items():
+            if feature.kind == "image":
+                frames = episode.images[name[len(IMAGE_PREFIX) :]]
+                columns[name] = pa.array(frames, type=pa.binary())
+                continue
+            values = np.ascontiguousarray(episode.arrays[name], dtype=np.dtype(feature.dtype))
+            if feature.shape == ():
+                columns[name] = pa.array(values)
+            else:
+                flat = pa.array(values.reshape(-1))
+                columns[name] = pa.FixedSizeListArray.from_arrays(flat, int(np.prod(feature.shape)))
+        return pa.Table.from_pydict(columns, schema=self.schema)
+
+    def _check_features(self, episode: Episode) -> None:
+        file = episode.source_ref.get("file", "?")
+        ep = episode.source_ref.get("episode", episode.index)
+        expected = set(self.features)
+        present = set(episode.arrays) | {IMAGE_PREFIX + cam for cam in episode.images}
+        if missing := sorted(expected - present):
+            raise SourceError(
+                f"missing {missing} that earlier episodes have", file=file, episode=ep, key=missing[0]
+            )
+        if extra := sorted(present - expected):
+            raise SourceError(f"has {extra} that earlier episodes lack", file=file, episode=ep, key=extra[0])
+        for name, values in episode.arrays.items():
+            feature = self.features[name]
+            if tuple(values.shape[1:]) != feature.shape:
+                raise SourceError(
+                    f"per-step shape {tuple(values.shape[1:])} differs from {feature.shape} of earlier episodes",
+                    file=file,
+                    episode=ep,
+                    key=name,
+                )
+
+    def _open_shard(self) -> None:
+        path = self.out / shard_path(len(self.shards))
+        tmp = path.with_name(path.name + ".tmp")
+        sink = pa.OSFile(str(tmp), "wb")
+        options = pa.ipc.IpcWriteOptions(compression=self.compression)
+        writer = pa.ipc.new_file(sink, self.schema, options=options)
+        self._open = {"path": path, "tmp": tmp, "sink": sink, "writer": writer, "rows": 0, "episodes": 0}
+
+    def _close_shard(self) -> None:
+        shard, self._open = self._open, None
+        shard["writer"].close()
+        shard["sink"].close()
+        os.replace(shard["tmp"], shard["path"])
+        self.shards.append(
+            ShardInfo(
+                file=str(shard["path"].relative_to(self.out)),
+                rows=shard["rows"],
+                episodes=shard["episodes"],
+                bytes=shard["path"].stat().st_size,
+                sha256=sha256_file(shard["path"]),
+            )
+        )
+        self.consumed = shard["last_position"] + 1
+        self._save_journal()
+
+    def abandon(self) -> None:
+        """Drop the shard being written. Closed shards and the journal stay for `--resume`; when
+        nothing was committed, remove what this writer created so no half-dataset is left."""
+        if self._open is not None:
+            self._open["sink"].close()
+            self._open["tmp"].unlink(missing_ok=True)
+            self._open = None
+        if self.shards:
+            return
+        (self.out / PROGRESS_FILE).unlink(missing_ok=True)
+        shard_dir = self.out / SHARD_DIR
+        if shard_dir.exists() and not any(shard_dir.iterdir()):
+            shard_dir.rmdir()
+        if self._created_out and not any(self.out.iterdir()):
+            self.out.rmdir()
+
+    def _save_journal(self) -> None:
+        committed = [s for s in self.skipped if s["position"] < self.consumed]
+        write_json_atomic(
+            self.out / PROGRESS_FILE,
+            {
+                "format_version": FORMAT_VERSION,
+                "source": self.source,
+                "fps": self.fps,
+                "features": {n: f.to_json() for n, f in self.features.items()} if self.features else None,
+                "tasks": self.tasks[: self._tasks_in_closed_shards()],
+                "shards": [asdict(s) for s in self.shards],
+                "episodes": self.episode_rows[: sum(s.episodes for s in self.shards)],
+                "skipped": committed,
+                "consumed": self.consumed,
+            },
+        )
+
+    def _tasks_in_closed_shards(self) -> int:
+        closed = self.episode_rows[: sum(s.episodes for s in self.shards)]
+        return max((row["task_index"] + 1 for row in closed), default=0)
+
+    # -- commit ----------------------------------------------------------------------------------
+    def finish(self) -> Manifest:
+        """Close the last shard, compute statistics and commit `episodes.arrow` + `manifest.json`."""
+        if self._open is not None:
+            self._close_shard()
+        if not self.episode_rows:
+            reasons = "; ".join(s["reason"] for s in self.skipped[:3])
+            raise ShardError(
+                f"no episode was converted into {self.out}" + (f" (skipped: {reasons})" if reasons else "")
+            )
+        episodes = pa.Table.from_pylist(self.episode_rows, schema=EPISODES_SCHEMA)
+        tmp = self.out / (EPISODES_FILE + ".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EPISODES_SCHEMA) as writer:
+            writer.write_table(episodes)
+        os.replace(tmp, self.out / EPISODES_FILE)
+        manifest = Manifest(
+            fps=self.fps,
+            features=self.features,
+            tasks=self.tasks,
+            shards=self.shards,
+            source=self.source,
+            stats=stats_from_shards(self.out, self.shards, self.features),
+            skipped=[{k: v for k, v in s.items() if k != "position"} for s in self.skipped],
+            created_by=f"vla-data {__version__}",
+        )
+        write_json_atomic(self.out / MANIFEST_FILE, manifest.to_json())
+        (self.out / PROGRESS_FILE).unlink(missing_ok=True)
+        return manifest
