@@ -97,3 +97,5 @@ def test_console_script_runs_the_demo(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "verify: OK" in proc.stdout
     assert (tmp_path / "demo" / "dataset" / "manifest.json").exists()
+    assert "compression vs binning" in proc.stdout
+    assert (tmp_path / "demo" / "fast_tokenizer" / "tokenizer.json").exists()

@@ -115,3 +115,107 @@ def format_convert_table(result: dict[str, Any]) -> str:
             f"{run['peak_rss_main_mb']:>11.0f} MB {run['peak_rss_worker_mb']:>5.0f} MB"
         )
     return "\n".join(lines)
+
+
+def smooth_chunks(n: int, horizon: int, dim: int, seed: int = 0):
+    """Normalized-looking synthetic chunks `[n, horizon, dim]`: sums of slow sinusoids in [-1, 1]."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, horizon)[None, :, None]
+    out = np.zeros((n, horizon, dim))
+    for _ in range(3):
+        freq = rng.uniform(0.1, 1.5, (n, 1, dim))
+        out += rng.uniform(0.1, 0.3, (n, 1, dim)) * np.sin(
+            2 * np.pi * (freq * t + rng.uniform(0, 1, (n, 1, dim)))
+        )
+    return out + rng.normal(0, 0.01, out.shape)
+
+
+def _median_seconds(func, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_tokenizer(
+    *,
+    shapes: list[tuple[int, int]] = ((10, 7), (30, 26), (50, 14)),
+    chunks: int = 2000,
+    fit_chunks: int = 100_000,
+    mode: str = "default",
+    repeats: int = 5,
+) -> dict[str, Any]:
+    """Batched encode/decode against the reference's per-chunk loop, the BPE share, and fit time."""
+    import numpy as np
+    from scipy.fft import dct, idct
+
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.fast import _strings
+
+    rows = []
+    for horizon, dim in shapes:
+        data = smooth_chunks(chunks, horizon, dim)
+        fast = FastTokenizer.fit(data, mode=mode)
+        ids = fast.encode(data)
+
+        def loop_encode(fast=fast, data=data):
+            for chunk in data:
+                coefficients = np.around(dct(chunk, axis=0, norm="ortho") * fast.scale)
+                text = "".join(map(chr, np.maximum(coefficients.flatten() - fast.min_token, 0).astype(int)))
+                fast.bpe.encode(text).ids
+
+        def loop_decode(fast=fast, ids=ids, horizon=horizon, dim=dim):
+            for seq in ids:
+                codes = np.array(list(map(ord, fast.bpe.decode(seq)))) + fast.min_token
+                idct(codes.reshape(horizon, dim) / fast.scale, axis=0, norm="ortho")
+
+        strings = _strings(fast.symbols(data))
+        batch_encode = _median_seconds(lambda fast=fast, data=data: fast.encode(data), repeats)
+        bpe_only = _median_seconds(lambda fast=fast, strings=strings: fast.bpe.encode_batch(strings), repeats)
+        batch_decode = _median_seconds(
+            lambda fast=fast, ids=ids, h=horizon, d=dim: fast.decode(ids, horizon=h, action_dim=d), repeats
+        )
+        rows.append(
+            {
+                "shape": f"{horizon}x{dim}",
+                "tokens_per_chunk": float(np.mean([len(x) for x in ids])),
+                "encode_batched_per_s": chunks / batch_encode,
+                "encode_loop_per_s": chunks / _median_seconds(loop_encode, repeats),
+                "decode_batched_per_s": chunks / batch_decode,
+                "decode_loop_per_s": chunks / _median_seconds(loop_decode, repeats),
+                "bpe_share_of_encode": bpe_only / batch_encode,
+            }
+        )
+        rows[-1]["encode_speedup"] = rows[-1]["encode_batched_per_s"] / rows[-1]["encode_loop_per_s"]
+        rows[-1]["decode_speedup"] = rows[-1]["decode_batched_per_s"] / rows[-1]["decode_loop_per_s"]
+    fit_data = smooth_chunks(fit_chunks, 10, 7, seed=1)
+    start = time.perf_counter()
+    FastTokenizer.fit(fit_data, mode=mode)
+    fit_seconds = time.perf_counter() - start
+    return {
+        "mode": mode,
+        "chunks": chunks,
+        "repeats": repeats,
+        "rows": rows,
+        "fit": {"chunks": fit_chunks, "shape": "10x7", "seconds": fit_seconds},
+    }
+
+
+def format_tokenizer_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"FAST ({result['mode']} mode), {result['chunks']} chunks per shape, median of {result['repeats']}; chunks/s",
+        f"{'shape':<7}{'tokens':>7}{'encode batched':>16}{'loop':>9}{'x':>6}{'decode batched':>16}{'loop':>9}{'x':>6}{'BPE share':>11}",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['shape']:<7}{r['tokens_per_chunk']:>7.1f}{r['encode_batched_per_s']:>16.0f}{r['encode_loop_per_s']:>9.0f}"
+            f"{r['encode_speedup']:>6.1f}{r['decode_batched_per_s']:>16.0f}{r['decode_loop_per_s']:>9.0f}"
+            f"{r['decode_speedup']:>6.1f}{r['bpe_share_of_encode']:>10.0%}"
+        )
+    fit = result["fit"]
+    lines.append(f"fit on {fit['chunks']} chunks of {fit['shape']}: {fit['seconds']:.1f} s")
+    return "\n".join(lines)

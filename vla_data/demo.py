@@ -75,6 +75,9 @@ def run_demo(out: str | Path, *, echo=print) -> dict:
     from vla_data.info import describe_dataset
     from vla_data.shards import verify_dataset
     from vla_data.sources.hdf5 import HDF5Source
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
+    from vla_data.tokenizers.evaluate import evaluate_tokenizer, format_eval_table
 
     out = Path(out)
     raw = out / "raw_aloha"
@@ -92,4 +95,11 @@ def run_demo(out: str | Path, *, echo=print) -> dict:
     echo("verify: " + ("OK" if not problems else "; ".join(problems)))
     if problems:
         raise RuntimeError("demo dataset failed verification")
-    return {"raw": raw, "dataset": dataset}
+
+    tokenizer_dir = out / "fast_tokenizer"
+    chunks = sample_chunks([dataset], ChunkSpec(seconds=1.0))
+    fast = FastTokenizer.fit(chunks.values, vocab_size=512)
+    fast.save_pretrained(tokenizer_dir)
+    echo(f"\nfitted FAST ({fast.mode} mode) on {len(chunks.values)} one-second chunks -> {tokenizer_dir}")
+    echo(format_eval_table(evaluate_tokenizer(fast, chunks)))
+    return {"raw": raw, "dataset": dataset, "tokenizer": tokenizer_dir}

@@ -8,6 +8,7 @@ from vla_data import __version__
 from vla_data.cli.bench import bench
 from vla_data.cli.convert import convert
 from vla_data.cli.dataset import demo, info, stats, verify
+from vla_data.cli.tokenizer import tokenizer
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,5 +26,5 @@ def main() -> None:
     """
 
 
-for command in (convert, info, verify, stats, demo, bench):
+for command in (convert, info, verify, stats, tokenizer, demo, bench):
     main.add_command(command)

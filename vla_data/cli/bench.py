@@ -51,3 +51,20 @@ def bench_convert(
         work_dir=work_dir,
     )
     click.echo(json.dumps(result, indent=1) if as_json else format_convert_table(result))
+
+
+@bench.command("tokenizer")
+@click.option("--mode", type=click.Choice(["default", "compat"]), default="default", show_default=True)
+@click.option("--chunks", type=int, default=2000, show_default=True, help="Chunks per shape.")
+@click.option("--fit-chunks", type=int, default=100_000, show_default=True)
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_tokenizer(mode, chunks, fit_chunks, repeats, as_json) -> None:
+    """FAST encode/decode chunks/s, batched vs the reference's per-chunk loop (10x7, 30x26, 50x14),
+    the share of encode time spent in BPE, and fit seconds."""
+    from vla_data.bench import bench_tokenizer as run
+    from vla_data.bench import format_tokenizer_table
+
+    result = run(mode=mode, chunks=chunks, fit_chunks=fit_chunks, repeats=repeats)
+    click.echo(json.dumps(result, indent=1) if as_json else format_tokenizer_table(result))

@@ -1,0 +1,166 @@
+"""`vla-data tokenizer fit | eval | encode | decode`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import numpy as np
+
+from vla_data.cli.errors import friendly_errors
+
+
+def chunk_options(func):
+    options = [
+        click.option("--horizon", type=int, default=None, help="Chunk length in steps."),
+        click.option(
+            "--seconds",
+            type=float,
+            default=None,
+            help="Chunk length in seconds (x the dataset fps); default 1 s.",
+        ),
+        click.option("--key", default="action", show_default=True, help="Feature to tokenize."),
+        click.option(
+            "--normalization",
+            type=click.Choice(["quantile", "zscore", "none"]),
+            default="quantile",
+            show_default=True,
+        ),
+        click.option(
+            "--max-chunks", type=int, default=None, help="Deterministic subsample of chunk start positions."
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def chunk_spec(kw: dict):
+    from vla_data.tokenizers.chunks import ChunkSpec
+
+    horizon, seconds = kw.pop("horizon"), kw.pop("seconds")
+    normalization = kw.pop("normalization")
+    return ChunkSpec(
+        horizon=horizon,
+        seconds=seconds if seconds is not None or horizon is not None else 1.0,
+        key=kw.pop("key"),
+        normalization=None if normalization == "none" else normalization,
+        max_chunks=kw.pop("max_chunks"),
+        seed=kw.pop("seed"),
+    )
+
+
+@click.group()
+def tokenizer() -> None:
+    """Fit, evaluate and use FAST action tokenizers (Hugging Face processor layout)."""
+
+
+@tokenizer.command("fit")
+@click.argument("datasets", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "-o", "--output", required=True, type=click.Path(file_okay=False), help="Tokenizer directory to write."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["default", "compat"]),
+    default="default",
+    show_default=True,
+    help="compat: bit-exact with the reference UniversalActionProcessor; default: BPE over coefficient symbols (fewer tokens).",
+)
+@click.option("--vocab-size", type=int, default=1024, show_default=True)
+@click.option(
+    "--scale", type=float, default=10, show_default=True, help="DCT coefficient scale before rounding."
+)
+@chunk_options
+@friendly_errors
+def fit(datasets, output, mode, vocab_size, scale, **kw) -> None:
+    """Fit a FAST tokenizer on the action chunks of converted DATASETS."""
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.chunks import sample_chunks
+
+    chunks = sample_chunks(list(datasets), chunk_spec(kw))
+    fast = FastTokenizer.fit(chunks.values, scale=scale, vocab_size=vocab_size, mode=mode)
+    fast.save_pretrained(output)
+    n, h, d = chunks.values.shape
+    click.echo(
+        f"fitted {mode} FAST on {n} chunks of {h}x{d}: coefficients [{fast.min_token}, {fast.max_token}] -> {output}"
+    )
+
+
+@tokenizer.command("eval")
+@click.argument("tokdir", type=click.Path(exists=True, file_okay=False))
+@click.argument("datasets", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PNG of original vs decoded chunks and token lengths (needs the viz extra).",
+)
+@chunk_options
+@friendly_errors
+def evaluate(tokdir, datasets, as_json, plot, **kw) -> None:
+    """Tokens per chunk, compression vs binning, reconstruction error and decode failures."""
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.chunks import sample_chunks
+    from vla_data.tokenizers.evaluate import evaluate_tokenizer, format_eval_table, plot_tokenizer
+
+    fast = FastTokenizer.from_pretrained(tokdir)
+    spec = chunk_spec(kw)
+    if spec.horizon is None and fast.time_horizon:
+        from dataclasses import replace
+
+        spec = replace(spec, horizon=fast.time_horizon, seconds=None)
+    chunks = sample_chunks(list(datasets), spec)
+    result = evaluate_tokenizer(fast, chunks)
+    click.echo(json.dumps(result, indent=1) if as_json else format_eval_table(result))
+    if plot:
+        plot_tokenizer(fast, chunks, plot)
+        click.echo(f"plot written to {plot}", err=True)
+
+
+@tokenizer.command("encode")
+@click.argument("tokdir", type=click.Path(exists=True, file_okay=False))
+@click.argument("chunks_npy", type=click.Path(exists=True, dir_okay=False))
+@click.option("--clip", is_flag=True, help="Clip coefficients outside the fitted range instead of failing.")
+@friendly_errors
+def encode(tokdir, chunks_npy, clip) -> None:
+    """Encode normalized chunks from a .npy file ([B, T, D] or [T, D]); prints one JSON id list per line."""
+    from vla_data.tokenizers import FastTokenizer
+
+    fast = FastTokenizer.from_pretrained(tokdir)
+    for ids in fast.encode(np.load(chunks_npy), on_error="clip" if clip else "raise"):
+        click.echo(json.dumps(ids))
+
+
+@tokenizer.command("decode")
+@click.argument("tokdir", type=click.Path(exists=True, file_okay=False))
+@click.argument("ids_file", type=click.File("r"), default="-")
+@click.option("--horizon", type=int, required=True)
+@click.option("--action-dim", type=int, required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write actions [B, T, D] to this .npy file.",
+)
+@click.option(
+    "--on-error", type=click.Choice(["flag", "raise", "relaxed"]), default="flag", show_default=True
+)
+@friendly_errors
+def decode(tokdir, ids_file, horizon, action_dim, output, on_error) -> None:
+    """Decode JSON id lists (one per line, from a file or stdin) to actions."""
+    from vla_data.tokenizers import FastTokenizer
+
+    ids = [json.loads(line) for line in ids_file if line.strip()]
+    actions, valid = FastTokenizer.from_pretrained(tokdir).decode(
+        ids, horizon=horizon, action_dim=action_dim, on_error=on_error
+    )
+    if output:
+        np.save(output, actions)
+    else:
+        np.savetxt(sys.stdout, actions.reshape(len(ids), -1), fmt="%.6g")
+    click.echo(f"{int(valid.sum())}/{len(ids)} sequences decoded exactly", err=True)

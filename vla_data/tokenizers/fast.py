@@ -1,0 +1,356 @@
+"""FAST action tokenizer (Pertsch et al. 2025): DCT over time, scale and round, BPE.
+
+Encode a normalized chunk `a` `[T, D]`:
+    c = dct(a, type 2, axis time, ortho) * scale, rounded half to even     # [T, D] ints
+    symbols = c.flatten() - min_token        # all D coefficients of frequency 0, then 1, ...
+    ids = BPE(''.join(map(chr, symbols)))
+Decode reverses it with T and D given explicitly.
+
+Two modes share the save format (the Hugging Face `UniversalActionProcessor` layout):
+- `compat`: the reference exactly (byte-level BPE with the GPT-2 regex): same vocab, merges, ids.
+- `default`: BPE straight over coefficient symbols, one pre-token per chunk. The byte-level
+  detour spends two bytes on every symbol >= 128 and the regex splits chunks into pieces that merges
+  cannot cross, so `default` needs fewer tokens for identical reconstructions.
+
+Unlike the reference, failures are never silent: `decode` returns a validity flag per sequence
+(wrong length, invalid UTF-8, ids outside the vocabulary, coefficients outside the fitted range,
+actions beyond `action_bound`), and `encode` refuses coefficients outside the fitted range unless
+asked to clip them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from scipy.fft import dct, idct
+from tokenizers import Tokenizer, decoders, models, trainers
+
+from vla_data.errors import TokenizerError
+
+Mode = Literal["default", "compat"]
+DecodeErrors = Literal["flag", "raise", "relaxed"]
+EncodeErrors = Literal["raise", "clip"]
+
+PROCESSOR_CONFIG = "processor_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP = "special_tokens_map.json"
+EXTRA_CONFIG = "vla_data_fast.json"  # mode and exact range; ignored by the reference processor
+REPLACEMENT_CHAR = 0xFFFD
+# What transformers' `clean_up_tokenization` does to a decoded string (FAST+ ships with it on).
+CLEAN_UP = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
+
+
+def dct_coefficients(chunks: np.ndarray, scale: float) -> np.ndarray:
+    """Rounded scaled DCT-II coefficients `[B, T, D]` of chunks `[B, T, D]` (along time)."""
+    return np.around(dct(np.asarray(chunks, np.float64), type=2, axis=1, norm="ortho") * scale)
+
+
+def _as_batch(chunks: np.ndarray) -> np.ndarray:
+    chunks = np.asarray(chunks, dtype=np.float64)
+    if chunks.ndim == 2:
+        chunks = chunks[None]
+    if chunks.ndim != 3:
+        raise TokenizerError(f"expected action chunks [B, T, D] or [T, D], got shape {chunks.shape}")
+    if not np.isfinite(chunks).all():
+        bad = np.argwhere(~np.isfinite(chunks))[0]
+        raise TokenizerError(f"chunk {bad[0]} has a non-finite value at step {bad[1]}, dim {bad[2]}")
+    return chunks
+
+
+def _clean_up(text: str) -> str:
+    for before, after in CLEAN_UP:
+        text = text.replace(before, after)
+    return text
+
+
+def _strings(symbols: np.ndarray) -> list[str]:
+    """Rows of non-negative code points `[B, N]` -> one string per row (vectorised via UTF-32)."""
+    data = np.ascontiguousarray(symbols, dtype="<u4")
+    width = data.shape[1] * 4
+    raw = data.tobytes()
+    return [raw[i * width : (i + 1) * width].decode("utf-32-le") for i in range(len(data))]
+
+
+class FastTokenizer:
+    """FAST tokenizer over normalized action chunks; see the module docstring."""
+
+    def __init__(
+        self,
+        bpe: Tokenizer,
+        *,
+        scale: float = 10,
+        vocab_size: int = 1024,
+        min_token: int = 0,
+        max_token: int | None = None,
+        mode: Mode = "default",
+        action_dim: int | None = None,
+        time_horizon: int | None = None,
+        clean_up_tokenization_spaces: bool = False,
+    ):
+        if mode not in ("default", "compat"):
+            raise TokenizerError(f"unknown FAST mode {mode!r}; use 'default' or 'compat'")
+        self.bpe = bpe
+        self.scale = scale
+        self.vocab_size = vocab_size
+        self.min_token = int(min_token)
+        # Without an exact record, the reference's own guarantee: max - min <= vocab_size.
+        self.max_token = int(max_token) if max_token is not None else self.min_token + vocab_size
+        self.mode = mode
+        self.action_dim = action_dim
+        self.time_horizon = time_horizon
+        self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        self._bpe_vocab_size = bpe.get_vocab_size()
+
+    # -- fitting ---------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        chunks: np.ndarray | list[np.ndarray],
+        *,
+        scale: float = 10,
+        vocab_size: int = 1024,
+        mode: Mode = "default",
+    ) -> FastTokenizer:
+        """Learn the BPE vocabulary from chunks `[N, T, D]` (or a list of `[T, D]` arrays, in order)."""
+        rows = (
+            [np.asarray(c, np.float64) for c in chunks]
+            if isinstance(chunks, list)
+            else list(_as_batch(chunks))
+        )
+        if not rows:
+            raise TokenizerError("fit needs at least one action chunk")
+        shapes = {r.shape for r in rows}
+        coefficients = [np.around(dct(r, type=2, axis=0, norm="ortho").flatten() * scale) for r in rows]
+        every = np.concatenate(coefficients)
+        min_token, max_token = int(every.min()), int(every.max())
+        if max_token - min_token > vocab_size:
+            raise TokenizerError(
+                f"coefficient range [{min_token}, {max_token}] needs {max_token - min_token + 1} symbols, more than "
+                f"vocab_size {vocab_size}; use a larger --vocab-size or a smaller --scale (is the data normalized?)"
+            )
+        strings = ["".join(map(chr, (c - min_token).astype(int))) for c in coefficients]
+        alphabet = [chr(i) for i in range(max_token - min_token + 1)]
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=2,
+            show_progress=False,
+            special_tokens=[],
+            initial_alphabet=alphabet,
+            max_token_length=10000,
+        )
+        if mode == "compat":
+            from tokenizers import ByteLevelBPETokenizer
+
+            bpe = ByteLevelBPETokenizer()._tokenizer
+        else:
+            bpe = Tokenizer(models.BPE())
+            bpe.decoder = decoders.Fuse()
+        bpe.train_from_iterator(strings, trainer=trainer)
+        time_horizon, action_dim = next(iter(shapes)) if len(shapes) == 1 else (None, None)
+        return cls(
+            bpe,
+            scale=scale,
+            vocab_size=vocab_size,
+            min_token=min_token,
+            max_token=max_token,
+            mode=mode,
+            action_dim=action_dim,
+            time_horizon=time_horizon,
+        )
+
+    # -- encoding --------------------------------------------------------------------------------
+    def symbols(self, chunks: np.ndarray, *, on_error: EncodeErrors = "raise") -> np.ndarray:
+        """Shifted coefficient symbols `[B, T*D]`, low frequencies first."""
+        batch = _as_batch(chunks)
+        coefficients = dct_coefficients(batch, self.scale).reshape(len(batch), -1)
+        outside = (coefficients < self.min_token) | (coefficients > self.max_token)
+        if outside.any():
+            if on_error == "raise":
+                b, flat = np.argwhere(outside)[0]
+                step, dim = divmod(int(flat), batch.shape[2])
+                raise TokenizerError(
+                    f"chunk {b}: DCT coefficient {int(coefficients[b, flat])} (frequency {step}, dim {dim}) is outside "
+                    f"the fitted range [{self.min_token}, {self.max_token}]; refit on data like this, check its "
+                    f"normalization, or encode with on_error='clip'"
+                )
+            coefficients = np.clip(coefficients, self.min_token, self.max_token)
+        return (coefficients - self.min_token).astype(np.int64)
+
+    def encode(self, chunks: np.ndarray, *, on_error: EncodeErrors = "raise") -> list[list[int]]:
+        """Token ids for each chunk of `[B, T, D]` (or one `[T, D]` chunk -> a list with one entry)."""
+        strings = _strings(self.symbols(chunks, on_error=on_error))
+        return [encoding.ids for encoding in self.bpe.encode_batch(strings)]
+
+    # -- decoding --------------------------------------------------------------------------------
+    def decode(
+        self,
+        ids: list[list[int]],
+        *,
+        horizon: int | None = None,
+        action_dim: int | None = None,
+        on_error: DecodeErrors = "flag",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Actions `[B, T, D]` (float64) and validity `[B]` for id sequences.
+
+        `flag`: an invalid sequence decodes to zeros with valid False. `raise`: TokenizerError
+        naming the first invalid sequence. `relaxed`: pad (with coefficient 0) or truncate to T*D
+        and clip coefficients into range, as LeRobot does; repaired sequences still get valid False.
+        """
+        horizon = horizon or self.time_horizon
+        action_dim = action_dim or self.action_dim
+        if not horizon or not action_dim:
+            raise TokenizerError(
+                "decode needs horizon and action_dim (the tokenizer was fitted on mixed shapes)"
+            )
+        if on_error not in ("flag", "raise", "relaxed"):
+            raise TokenizerError(f"on_error must be flag, raise or relaxed, got {on_error!r}")
+        size = horizon * action_dim
+        coefficients = np.zeros((len(ids), size), dtype=np.float64)
+        problems = self._decode_coefficients(ids, size, coefficients, relaxed=on_error == "relaxed")
+        valid = np.array([p is None for p in problems], dtype=bool)
+        if on_error == "raise" and not valid.all():
+            b = int(np.flatnonzero(~valid)[0])
+            raise TokenizerError(f"sequence {b}: {problems[b]}")
+        actions = idct(
+            coefficients.reshape(len(ids), horizon, action_dim) / self.scale, type=2, axis=1, norm="ortho"
+        )
+        too_large = np.abs(actions).reshape(len(ids), -1).max(axis=1, initial=0) > self.action_bound
+        if too_large.any():
+            if on_error == "raise":
+                raise TokenizerError(
+                    f"sequence {int(np.flatnonzero(too_large)[0])}: decoded action exceeds {self.action_bound}"
+                )
+            actions[too_large] = 0.0
+            valid[too_large] = False
+        if on_error == "flag":
+            actions[~valid] = 0.0
+        return actions, valid
+
+    def _decode_coefficients(
+        self, ids: list[list[int]], size: int, out: np.ndarray, *, relaxed: bool
+    ) -> list[str | None]:
+        """Fill `out` `[B, size]` with the coefficients of each sequence; the problem of each, or None."""
+        lengths = np.array([len(seq) for seq in ids], dtype=np.int64)
+        flat = np.fromiter((i for seq in ids for i in seq), dtype=np.int64, count=int(lengths.sum()))
+        outside = np.r_[0, np.cumsum((flat < 0) | (flat >= self._bpe_vocab_size))]
+        offsets = np.r_[0, np.cumsum(lengths)]
+        bad_ids = outside[offsets[1:]] > outside[offsets[:-1]]  # [B] any id outside the vocabulary
+        texts = self.bpe.decode_batch(
+            [[] if bad else list(seq) for seq, bad in zip(ids, bad_ids, strict=True)],
+            skip_special_tokens=False,
+        )
+        if self.clean_up_tokenization_spaces:
+            texts = [_clean_up(t) for t in texts]
+        problems: list[str | None] = []
+        for b, text in enumerate(texts):
+            if bad_ids[b]:
+                problems.append(f"ids outside the vocabulary [0, {self._bpe_vocab_size})")
+                continue
+            codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
+            values = codes + self.min_token
+            if (codes == REPLACEMENT_CHAR).any():
+                problem = "ids decode to an invalid UTF-8 byte sequence"
+            elif len(codes) != size:
+                problem = f"decoded {len(codes)} coefficients, expected horizon*action_dim = {size}"
+            elif values.max(initial=self.min_token) > self.max_token:
+                problem = f"coefficients outside the fitted range [{self.min_token}, {self.max_token}]"
+            else:
+                out[b] = values
+                problems.append(None)
+                continue
+            problems.append(problem)
+            if relaxed:
+                kept = np.clip(values[:size], self.min_token, self.max_token)
+                kept[codes[:size] == REPLACEMENT_CHAR] = 0
+                out[b, : len(kept)] = kept
+        return problems
+
+    @property
+    def action_bound(self) -> float:
+        """No decoded action exceeds twice the largest fitted coefficient magnitude (in action units)."""
+        return 2.0 * max(abs(self.min_token), abs(self.max_token), 1) / self.scale
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the Hugging Face processor layout, loadable here and by the reference processor."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        processor = {
+            "action_dim": self.action_dim,
+            "min_token": self.min_token,
+            "processor_class": "UniversalActionProcessor",
+            "scale": self.scale,
+            "time_horizon": self.time_horizon,
+            "vocab_size": self.vocab_size,
+        }
+        tokenizer_config = {
+            "added_tokens_decoder": {},
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+            "extra_special_tokens": {},
+            "model_max_length": 1000000000000000019884624838656,
+            "processor_class": "UniversalActionProcessor",
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        }
+        (directory / PROCESSOR_CONFIG).write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
+        (directory / TOKENIZER_CONFIG).write_text(
+            json.dumps(tokenizer_config, indent=2, sort_keys=True) + "\n"
+        )
+        (directory / SPECIAL_TOKENS_MAP).write_text("{}\n")
+        self.bpe.save(str(directory / TOKENIZER_FILE))
+        extra = {"mode": self.mode, "max_token": self.max_token, "format": 1}
+        (directory / EXTRA_CONFIG).write_text(json.dumps(extra, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> FastTokenizer:
+        """Load a directory written by `save_pretrained` or by the reference (e.g. FAST+)."""
+        directory = Path(directory)
+        missing = [f for f in (PROCESSOR_CONFIG, TOKENIZER_FILE) if not (directory / f).exists()]
+        if missing:
+            raise TokenizerError(
+                f"{directory}: not a FAST tokenizer directory (missing {', '.join(missing)})"
+            )
+        processor = json.loads((directory / PROCESSOR_CONFIG).read_text())
+        tokenizer_config = {}
+        if (directory / TOKENIZER_CONFIG).exists():
+            tokenizer_config = json.loads((directory / TOKENIZER_CONFIG).read_text())
+        bpe = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+        extra = (
+            json.loads((directory / EXTRA_CONFIG).read_text()) if (directory / EXTRA_CONFIG).exists() else {}
+        )
+        pre_tokenizer = json.loads(bpe.to_str()).get("pre_tokenizer") or {}
+        mode = extra.get("mode", "compat" if pre_tokenizer.get("type") == "ByteLevel" else "default")
+        return cls(
+            bpe,
+            scale=processor.get("scale", 10),
+            vocab_size=processor.get("vocab_size", 1024),
+            min_token=processor.get("min_token", 0),
+            max_token=extra.get("max_token"),
+            mode=mode,
+            action_dim=processor.get("action_dim"),
+            time_horizon=processor.get("time_horizon"),
+            clean_up_tokenization_spaces=bool(tokenizer_config.get("clean_up_tokenization_spaces", False)),
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything that determines the ids, for caches keyed by tokenizer."""
+        digest = hashlib.sha256(self.bpe.to_str().encode())
+        digest.update(json.dumps([self.scale, self.min_token, self.max_token, self.mode]).encode())
+        return digest.hexdigest()[:16]
