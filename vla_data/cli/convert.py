@@ -173,3 +173,71 @@ def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, tas
     click.echo(describe_dataset(out))
     if manifest.skipped:
         click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)
+
+
+@convert.command("rlds")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    help="Split to convert (repeatable); default: every split in dataset_info.json.",
+)
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Canonical name -> TFDS feature path: action=steps/action, observation.state=steps/observation/proprio, observation.images.front=steps/observation/image_0, task=steps/language_instruction.",
+)
+@click.option(
+    "--action-keys",
+    default=None,
+    help="Comma-separated TFDS paths concatenated into `action`, in this order (e.g. DROID steps/action_dict/joint_velocity,steps/action_dict/gripper_velocity).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["bridge"]),
+    default=None,
+    help="Known Open X-Embodiment layout (bridge: drops the empty image_3 and the 512-d language embedding).",
+)
+@click.option(
+    "--fps",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="RLDS stores no frame rate; give the dataset's control frequency.",
+)
+@click.option(
+    "--task", default=None, help="Task text for every episode (default: steps/language_instruction)."
+)
+@conversion_options
+@friendly_errors
+def convert_rlds(src, out, splits, maps, action_keys, preset, fps, task, **kw) -> None:
+    """Convert an RLDS/TFDS dataset (no TensorFlow needed). SRC: a TFDS version folder
+    `<name>/<version>/` with dataset_info.json, features.json and *.tfrecord-XXXXX-of-YYYYY files.
+
+    Both CRCs of every record are checked; encoded step images are copied byte for byte.
+
+    \b
+    Examples:
+      vla-data convert rlds ~/tensorflow_datasets/bridge_dataset/1.0.0 out/ --preset bridge --fps 5
+      vla-data convert rlds droid/1.0.0 out/ --action-keys steps/action_dict/cartesian_position,steps/action_dict/gripper_position
+    """
+    from vla_data.sources.rlds import RLDSSource
+
+    options = build_options(kw)
+    source = RLDSSource.from_path(
+        src,
+        splits=tuple(splits),
+        mapping=parse_mapping(maps, None),
+        action_keys=tuple(k.strip() for k in action_keys.split(",")) if action_keys else (),
+        preset=preset,
+        fps=fps,
+        task=task,
+    )
+    manifest = run_convert(source, out, options, feature_names=source.feature_names())
+    click.echo(describe_dataset(out))
+    if manifest.skipped:
+        click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)

@@ -1,0 +1,126 @@
+"""TFRecord framing, read without TensorFlow, both CRCs checked.
+
+Each record is: uint64 length | uint32 masked CRC32C of the length bytes | data | uint32 masked
+CRC32C of the data, all little-endian, where masked(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Iterator
+
+import crc32c
+
+from vla_data.errors import SourceError
+
+MASK_DELTA = 0xA282EAD8
+HEADER = struct.Struct("<QI")
+
+
+def masked_crc32c(data: bytes) -> int:
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+
+
+def is_gzip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _open(path: str):
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def _read_exact(f, size: int, path: str, offset: int, what: str) -> bytes:
+    data = f.read(size)
+    if len(data) != size:
+        raise SourceError(
+            f"truncated TFRecord: {what} at byte offset {offset} needs {size} bytes, file has {len(data)}",
+            file=path,
+        )
+    return data
+
+
+def _header(f, path: str, offset: int) -> int | None:
+    """Length of the record starting at `offset`, None at a clean end of file."""
+    head = f.read(HEADER.size)
+    if not head:
+        return None
+    if len(head) != HEADER.size:
+        raise SourceError(
+            f"truncated TFRecord: record header at byte offset {offset} has {len(head)} of 12 bytes",
+            file=path,
+        )
+    length, length_crc = HEADER.unpack(head)
+    if masked_crc32c(head[:8]) != length_crc:
+        raise SourceError(
+            f"CRC mismatch in the length of the record at byte offset {offset} (corrupt file)", file=path
+        )
+    return length
+
+
+def record_offsets(path: str) -> Iterator[tuple[int, int]]:
+    """(offset, length) of every record, reading only headers (length CRCs checked)."""
+    with _open(path) as f:
+        offset = 0
+        while (length := _header(f, path, offset)) is not None:
+            f.seek(length + 4, 1)
+            end = offset + HEADER.size + length + 4
+            if f.tell() != end or (not is_gzip(path) and f.tell() > _size(f)):
+                raise SourceError(
+                    f"truncated TFRecord: the record at byte offset {offset} ends past the end of the file",
+                    file=path,
+                )
+            yield offset, length
+            offset = end
+
+
+def _size(f) -> int:
+    here = f.tell()
+    f.seek(0, 2)
+    size = f.tell()
+    f.seek(here)
+    return size
+
+
+def read_record(path: str, offset: int) -> bytes:
+    """The data of the record at `offset`, both CRCs checked."""
+    with _open(path) as f:
+        f.seek(offset)
+        length = _header(f, path, offset)
+        if length is None:
+            raise SourceError(f"no record at byte offset {offset}", file=path)
+        return _checked_data(f, path, offset, length)
+
+
+def _checked_data(f, path: str, offset: int, length: int) -> bytes:
+    data = _read_exact(f, length, path, offset, "record data")
+    (data_crc,) = struct.unpack("<I", _read_exact(f, 4, path, offset, "record data CRC"))
+    if masked_crc32c(data) != data_crc:
+        raise SourceError(
+            f"CRC mismatch in the data of the record at byte offset {offset} (corrupt file)", file=path
+        )
+    return data
+
+
+def iter_records(path: str) -> Iterator[tuple[int, bytes]]:
+    """(offset, data) of every record in order, both CRCs checked."""
+    with _open(path) as f:
+        offset = 0
+        while (length := _header(f, path, offset)) is not None:
+            yield offset, _checked_data(f, path, offset, length)
+            offset += HEADER.size + length + 4
+
+
+def write_records(path: str, records: list[bytes], *, compress: bool = False) -> None:
+    """Write records with correct framing (for tests and sample data)."""
+    with gzip.open(path, "wb") if compress else open(path, "wb") as f:
+        for data in records:
+            length = struct.pack("<Q", len(data))
+            f.write(
+                length
+                + struct.pack("<I", masked_crc32c(length))
+                + data
+                + struct.pack("<I", masked_crc32c(data))
+            )
