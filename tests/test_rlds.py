@@ -131,10 +131,14 @@ def synthetic_tfds(
     from vla_data.images import encode_image
 
     folder.mkdir(parents=True)
-    tensor = lambda dims, dtype="float32": {
-        "pythonClassName": feature_type,
-        "tensor": {"dtype": dtype, "encoding": "none", "shape": {"dimensions": [str(d) for d in dims]}},
-    }  # noqa: E731
+
+    def tensor(dims, dtype="float32"):
+        shape = {"dimensions": [str(d) for d in dims]}
+        return {
+            "pythonClassName": feature_type,
+            "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
+        }
+
     features = {
         "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
         "featuresDict": {

@@ -117,6 +117,158 @@ def format_convert_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_rlds_sample(
+    folder: Path, *, episodes: int, steps: int, image_size: tuple[int, int], shards: int = 4
+) -> None:
+    """A TFDS-layout RLDS dataset (Open X-Embodiment style features, two JPEG cameras)."""
+    import numpy as np
+
+    from vla_data.demo import render_frames
+    from vla_data.images import encode_image
+    from vla_data.sources.example import encode_example
+    from vla_data.sources.tfrecord import write_records
+
+    def tensor(dims, dtype="float32"):
+        shape = {"dimensions": [str(d) for d in dims]}
+        return {
+            "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+            "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
+        }
+
+    def image():
+        shape = {"dimensions": [str(image_size[0]), str(image_size[1]), "3"]}
+        return {
+            "pythonClassName": "tensorflow_datasets.core.features.image_feature.Image",
+            "image": {"dtype": "uint8", "encodingFormat": "jpeg", "shape": shape},
+        }
+
+    def group(features):
+        return {
+            "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
+            "featuresDict": {"features": features},
+        }
+
+    step = group(
+        {
+            "action": tensor([7]),
+            "reward": tensor([]),
+            "is_first": tensor([], "bool"),
+            "is_last": tensor([], "bool"),
+            "observation": group({"state": tensor([7]), "image": image(), "wrist_image": image()}),
+        }
+    )
+    features = group(
+        {
+            "steps": {
+                "pythonClassName": "tensorflow_datasets.core.features.dataset_feature.Dataset",
+                "sequence": {"feature": step, "length": "-1"},
+            }
+        }
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "features.json").write_text(json.dumps(features))
+    per_shard = [len(part) for part in np.array_split(np.arange(episodes), shards)]
+    info = {
+        "name": "bench",
+        "fileFormat": "tfrecord",
+        "splits": [
+            {
+                "name": "train",
+                "filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+                "shardLengths": [str(n) for n in per_shard],
+            }
+        ],
+    }
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    rng = np.random.default_rng(0)
+    episode = 0
+    for shard, count in enumerate(per_shard):
+        records = []
+        for _ in range(count):
+            state = np.cumsum(rng.normal(0, 0.05, (steps, 7)), axis=0).clip(-1, 1)
+            frames = [render_frames(state[:, k : k + 2], *image_size, (200, 50 * k, 40)) for k in (0, 2)]
+            records.append(
+                encode_example(
+                    {
+                        "steps/action": state.astype(np.float32),
+                        "steps/reward": np.zeros(steps, np.float32),
+                        "steps/is_first": np.arange(steps) == 0,
+                        "steps/is_last": np.arange(steps) == steps - 1,
+                        "steps/observation/state": state.astype(np.float32),
+                        "steps/observation/image": [encode_image(f, "jpeg", 90) for f in frames[0]],
+                        "steps/observation/wrist_image": [encode_image(f, "jpeg", 90) for f in frames[1]],
+                    }
+                )
+            )
+            episode += 1
+        write_records(str(folder / f"bench-train.tfrecord-{shard:05d}-of-{shards:05d}"), records)
+
+
+def bench_convert_rlds(
+    *,
+    episodes: int = 200,
+    steps: int = 100,
+    image_size: tuple[int, int] = (128, 128),
+    repeats: int = 3,
+    work_dir: str | None = None,
+) -> dict[str, Any]:
+    """Episodes/s and MB/s of `convert rlds`, next to reading the same files with CRC checks only."""
+    from vla_data.convert import ConvertOptions, convert
+    from vla_data.sources.rlds import RLDSSource
+    from vla_data.sources.tfrecord import iter_records
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        root = Path(tmp) / "rlds"
+        write_rlds_sample(root, episodes=episodes, steps=steps, image_size=image_size)
+        files = sorted(root.glob("*.tfrecord-*"))
+        megabytes = sum(f.stat().st_size for f in files) / 1e6
+
+        def read_crc():
+            for f in files:
+                for _ in iter_records(str(f)):
+                    pass
+
+        bound = _median_seconds(read_crc, repeats)
+        runs = []
+        for r in range(repeats):
+            out = Path(tmp) / f"out{r}"
+            start = time.perf_counter()
+            convert(RLDSSource.from_path(root), out, ConvertOptions(progress=False))
+            runs.append(time.perf_counter() - start)
+        seconds = statistics.median(runs)
+        return {
+            "episodes": episodes,
+            "steps": steps,
+            "image_size": list(image_size),
+            "megabytes": megabytes,
+            "repeats": repeats,
+            "bound_read_crc": {
+                "seconds": bound,
+                "episodes_per_s": episodes / bound,
+                "mb_per_s": megabytes / bound,
+            },
+            "convert": {
+                "seconds": seconds,
+                "episodes_per_s": episodes / seconds,
+                "mb_per_s": megabytes / seconds,
+                "ratio_to_bound": bound / seconds,
+            },
+        }
+
+
+def format_rlds_table(result: dict[str, Any]) -> str:
+    b, c = result["bound_read_crc"], result["convert"]
+    h, w = result["image_size"]
+    return "\n".join(
+        [
+            f"RLDS: {result['episodes']} episodes x {result['steps']} steps, 2 JPEG cameras {h}x{w}, {result['megabytes']:.0f} MB, median of {result['repeats']}",
+            f"{'run':<30}{'episodes/s':>12}{'MB/s':>9}{'x bound':>9}",
+            f"{'read + CRC only (bound)':<30}{b['episodes_per_s']:>12.0f}{b['mb_per_s']:>9.0f}{1.0:>9.2f}",
+            f"{'convert rlds':<30}{c['episodes_per_s']:>12.0f}{c['mb_per_s']:>9.0f}{c['ratio_to_bound']:>9.2f}",
+        ]
+    )
+
+
 def smooth_chunks(n: int, horizon: int, dim: int, seed: int = 0):
     """Normalized-looking synthetic chunks `[n, horizon, dim]`: sums of slow sinusoids in [-1, 1]."""
     import numpy as np
@@ -166,7 +318,7 @@ def bench_tokenizer(
             for chunk in data:
                 coefficients = np.around(dct(chunk, axis=0, norm="ortho") * fast.scale)
                 text = "".join(map(chr, np.maximum(coefficients.flatten() - fast.min_token, 0).astype(int)))
-                fast.bpe.encode(text).ids
+                fast.bpe.encode(text)
 
         def loop_decode(fast=fast, ids=ids, horizon=horizon, dim=dim):
             for seq in ids:

@@ -15,7 +15,9 @@ def bench() -> None:
 
 
 @bench.command("convert")
-@click.option("--format", "source_format", type=click.Choice(["hdf5"]), default="hdf5", show_default=True)
+@click.option(
+    "--format", "source_format", type=click.Choice(["hdf5", "rlds"]), default="hdf5", show_default=True
+)
 @click.option(
     "--frames", type=int, default=20000, show_default=True, help="Total frames of the generated dataset."
 )
@@ -37,10 +39,22 @@ def bench() -> None:
 def bench_convert(
     source_format, frames, episode_length, image_size, workers, repeats, work_dir, as_json
 ) -> None:
-    """Conversion frames/s and peak RSS, next to read+JPEG-encode of the same frames (the bound)."""
+    """Conversion speed against a bound measured in the same run.
+
+    \b
+    hdf5: frames/s and peak RSS of `convert hdf5` (ALOHA layout, 2 cameras, --frames frames) for
+          each --workers value, next to read + JPEG-encode of the same frames.
+    rlds: episodes/s and MB/s of `convert rlds` on a generated 200-episode dataset, next to
+          reading the same TFRecords with CRC checks only.
+    """
     from vla_data.bench import bench_convert as run
-    from vla_data.bench import format_convert_table
+    from vla_data.bench import bench_convert_rlds, format_convert_table, format_rlds_table
     from vla_data.images import parse_size
+
+    if source_format == "rlds":
+        result = bench_convert_rlds(repeats=max(repeats, 3), work_dir=work_dir)
+        click.echo(json.dumps(result, indent=1) if as_json else format_rlds_table(result))
+        return
 
     result = run(
         frames=frames,
