@@ -68,24 +68,20 @@ def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
     images: dict[str, list[bytes]] = {}
     original: dict[str, tuple[int, int]] = {}
     for camera, frames in episode.images.items():
-        if isinstance(frames, np.ndarray):
-            original[camera] = tuple(frames.shape[1:3])
-            if options.image_size:
-                frames = [resize(f, *options.image_size, options.resize_mode) for f in frames]
-            images[camera] = [encode_image(f, options.image_format, options.jpeg_quality) for f in frames]
-        elif options.image_size:
-            decoded = [_decode(b, episode, camera, i) for i, b in enumerate(frames)]
-            original[camera] = tuple(decoded[0].shape[:2])
-            images[camera] = [
-                encode_image(
-                    resize(f, *options.image_size, options.resize_mode),
-                    options.image_format,
-                    options.jpeg_quality,
-                )
-                for f in decoded
-            ]
-        else:
+        if isinstance(frames, list) and not options.image_size:
             images[camera] = list(frames)
+            continue
+        if isinstance(frames, list):  # encoded, to be resized
+            frames = (_decode(b, episode, camera, i) for i, b in enumerate(frames))
+        # raw frames: a uint8 [T, H, W, 3] array or a stream of them (video), encoded one by one
+        encoded = []
+        for frame in frames:
+            if not encoded:
+                original[camera] = tuple(frame.shape[:2])
+            if options.image_size:
+                frame = resize(frame, *options.image_size, options.resize_mode)
+            encoded.append(encode_image(frame, options.image_format, options.jpeg_quality))
+        images[camera] = encoded
     arrays = episode.arrays
     if options.dtype:
         target = np.dtype(options.dtype)
@@ -160,6 +156,8 @@ def convert(
     source from its last closed shard.
     """
     refs = source.episode_refs()
+    if feature_names is None and hasattr(source, "feature_names"):
+        feature_names = source.feature_names()
     description = {**source.describe(), "convert_options": options.describe()}
     if not refs:
         raise SourceError("no episodes found", file=str(description.get("path")))

@@ -237,7 +237,71 @@ def convert_rlds(src, out, splits, maps, action_keys, preset, fps, task, **kw) -
         fps=fps,
         task=task,
     )
-    manifest = run_convert(source, out, options, feature_names=source.feature_names())
+    manifest = run_convert(source, out, options)
+    click.echo(describe_dataset(out))
+    if manifest.skipped:
+        click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)
+
+
+def parse_cameras(items: tuple[str, ...]) -> dict[str, str]:
+    cameras = {}
+    for item in items:
+        key, _, name = item.partition("=")
+        cameras[key.strip()] = (name or key.removeprefix("observation.images.")).strip()
+    return cameras
+
+
+@convert.command("lerobot")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--action-key", default=None, help="Action column (default: action, else actions).")
+@click.option("--state-key", default=None, help="State column (default: observation.state, else state).")
+@click.option(
+    "--camera",
+    "cameras",
+    multiple=True,
+    metavar="KEY[=NAME]",
+    help="Image/video feature to convert, optionally renamed (repeatable); default: all of them.",
+)
+@click.option(
+    "--drop-camera",
+    "drop_cameras",
+    multiple=True,
+    metavar="KEY",
+    help="Convert without this camera (e.g. when its videos are missing).",
+)
+@click.option(
+    "--tolerance",
+    type=float,
+    default=None,
+    help="Max distance in seconds between a timestamp and its video frame (default: half a frame period).",
+)
+@conversion_options
+@friendly_errors
+def convert_lerobot(src, out, action_key, state_key, cameras, drop_cameras, tolerance, **kw) -> None:
+    """Convert a LeRobot dataset (codebase v2.1 or v3.0) from its local root folder SRC.
+
+    Images stored in the parquet are copied byte for byte; video frames (AV1, H.264, ...) are
+    decoded once with PyAV and encoded as --image-format. A missing parquet or video file is an
+    error naming it (or the episode is skipped with --on-error skip).
+
+    \b
+    Examples:
+      vla-data convert lerobot ~/lerobot/aloha_sim_insertion_human out/ --workers 2 --image-size 224
+      vla-data convert lerobot open50/ out/ --action-key actions --state-key state --camera image=front
+    """
+    from vla_data.sources.lerobot import LeRobotSource
+
+    options = build_options(kw)
+    source = LeRobotSource.from_path(
+        src,
+        action_key=action_key,
+        state_key=state_key,
+        cameras=parse_cameras(cameras),
+        drop_cameras=tuple(drop_cameras),
+        tolerance=tolerance,
+    )
+    manifest = run_convert(source, out, options)
     click.echo(describe_dataset(out))
     if manifest.skipped:
         click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)

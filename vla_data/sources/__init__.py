@@ -22,6 +22,8 @@ class Source(Protocol):
         """The `Episode` behind `ref`; raises `SourceError` naming file, episode and key."""
         ...
 
+    # Optional: `feature_names() -> {feature: per-dimension names}`, recorded in the manifest.
+
 
 def natural_key(name: str) -> list[Any]:
     """Sort key that orders `demo_2` before `demo_10`."""
