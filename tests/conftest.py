@@ -24,7 +24,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def demo_hdf5(tmp_path_factory) -> Path:
     """A small ALOHA-layout sample (3 episodes x 40 steps, 2 cameras 48x64)."""
-    from vla_data.demo import write_aloha_sample
+    from vla_data.samples import write_aloha_sample
 
     folder = tmp_path_factory.mktemp("aloha")
     write_aloha_sample(folder, episodes=3, steps=40, height=48, width=64)

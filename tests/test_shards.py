@@ -16,7 +16,7 @@ from vla_data.sources.hdf5 import HDF5Source
 
 @pytest.fixture(scope="module")
 def many_episodes(tmp_path_factory):
-    from vla_data.demo import write_aloha_sample
+    from vla_data.samples import write_aloha_sample
 
     folder = tmp_path_factory.mktemp("many")
     write_aloha_sample(folder, episodes=8, steps=30, height=24, width=32)

@@ -55,7 +55,7 @@ def bench_convert(
 ) -> dict[str, Any]:
     """Frames/s and peak RSS of `convert hdf5` (ALOHA layout, 2 cameras) per worker count, and
     the read+encode bound of the same files."""
-    from vla_data.demo import write_aloha_episode
+    from vla_data.samples import write_aloha_episode
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         raw = Path(tmp) / "raw"
@@ -117,93 +117,6 @@ def format_convert_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_rlds_sample(
-    folder: Path, *, episodes: int, steps: int, image_size: tuple[int, int], shards: int = 4
-) -> None:
-    """A TFDS-layout RLDS dataset (Open X-Embodiment style features, two JPEG cameras)."""
-    import numpy as np
-
-    from vla_data.demo import render_frames
-    from vla_data.images import encode_image
-    from vla_data.sources.example import encode_example
-    from vla_data.sources.tfrecord import write_records
-
-    def tensor(dims, dtype="float32"):
-        shape = {"dimensions": [str(d) for d in dims]}
-        return {
-            "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
-            "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
-        }
-
-    def image():
-        shape = {"dimensions": [str(image_size[0]), str(image_size[1]), "3"]}
-        return {
-            "pythonClassName": "tensorflow_datasets.core.features.image_feature.Image",
-            "image": {"dtype": "uint8", "encodingFormat": "jpeg", "shape": shape},
-        }
-
-    def group(features):
-        return {
-            "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
-            "featuresDict": {"features": features},
-        }
-
-    step = group(
-        {
-            "action": tensor([7]),
-            "reward": tensor([]),
-            "is_first": tensor([], "bool"),
-            "is_last": tensor([], "bool"),
-            "observation": group({"state": tensor([7]), "image": image(), "wrist_image": image()}),
-        }
-    )
-    features = group(
-        {
-            "steps": {
-                "pythonClassName": "tensorflow_datasets.core.features.dataset_feature.Dataset",
-                "sequence": {"feature": step, "length": "-1"},
-            }
-        }
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "features.json").write_text(json.dumps(features))
-    per_shard = [len(part) for part in np.array_split(np.arange(episodes), shards)]
-    info = {
-        "name": "bench",
-        "fileFormat": "tfrecord",
-        "splits": [
-            {
-                "name": "train",
-                "filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-                "shardLengths": [str(n) for n in per_shard],
-            }
-        ],
-    }
-    (folder / "dataset_info.json").write_text(json.dumps(info))
-    rng = np.random.default_rng(0)
-    episode = 0
-    for shard, count in enumerate(per_shard):
-        records = []
-        for _ in range(count):
-            state = np.cumsum(rng.normal(0, 0.05, (steps, 7)), axis=0).clip(-1, 1)
-            frames = [render_frames(state[:, k : k + 2], *image_size, (200, 50 * k, 40)) for k in (0, 2)]
-            records.append(
-                encode_example(
-                    {
-                        "steps/action": state.astype(np.float32),
-                        "steps/reward": np.zeros(steps, np.float32),
-                        "steps/is_first": np.arange(steps) == 0,
-                        "steps/is_last": np.arange(steps) == steps - 1,
-                        "steps/observation/state": state.astype(np.float32),
-                        "steps/observation/image": [encode_image(f, "jpeg", 90) for f in frames[0]],
-                        "steps/observation/wrist_image": [encode_image(f, "jpeg", 90) for f in frames[1]],
-                    }
-                )
-            )
-            episode += 1
-        write_records(str(folder / f"bench-train.tfrecord-{shard:05d}-of-{shards:05d}"), records)
-
-
 def bench_convert_rlds(
     *,
     episodes: int = 200,
@@ -214,6 +127,7 @@ def bench_convert_rlds(
 ) -> dict[str, Any]:
     """Episodes/s and MB/s of `convert rlds`, next to reading the same files with CRC checks only."""
     from vla_data.convert import ConvertOptions, convert
+    from vla_data.samples import write_rlds_sample
     from vla_data.sources.rlds import RLDSSource
     from vla_data.sources.tfrecord import iter_records
 

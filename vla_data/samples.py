@@ -1,0 +1,241 @@
+"""Synthetic sample datasets in each source format, written with the formats' own layouts.
+
+They feed the demo, the benchmarks and the tests; every writer is deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+CAMERAS = ("cam_high", "cam_left_wrist")
+TASKS = ("pick up the cube", "push the cube to the left", "lift the cube and put it down")
+
+
+def render_frames(positions: np.ndarray, height: int, width: int, color: tuple[int, int, int]) -> np.ndarray:
+    """uint8 `[T, H, W, 3]`: a gradient background with a square centred at `positions` [T, 2] in [-1, 1]."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    background = np.stack(
+        [xs * 255 // max(width - 1, 1), ys * 255 // max(height - 1, 1), np.full_like(xs, 64)], -1
+    )
+    frames = np.broadcast_to(background.astype(np.uint8), (len(positions), height, width, 3)).copy()
+    side = max(height, width) // 8
+    centres = np.stack([(positions[:, 1] + 1) / 2 * (height - 1), (positions[:, 0] + 1) / 2 * (width - 1)], 1)
+    for frame, (cy, cx) in zip(frames, centres.astype(int), strict=True):
+        frame[max(cy - side, 0) : cy + side, max(cx - side, 0) : cx + side] = color
+    return frames
+
+
+def write_aloha_episode(
+    path: Path, seed: int, steps: int, height: int, width: int, *, compression: str | None = None
+) -> None:
+    """One ALOHA-layout episode file: 14-dim qpos/qvel/action, two cameras that follow the motion."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, steps)[:, None]
+    freq = rng.uniform(0.5, 2.0, 14)
+    phase = rng.uniform(0, 2 * np.pi, 14)
+    amplitude = rng.uniform(0.2, 0.8, 14)
+    qpos = amplitude * np.sin(2 * np.pi * freq * t + phase)  # [T, 14]
+    qvel = np.gradient(qpos, axis=0) * steps
+    action = np.concatenate([qpos[1:], qpos[-1:]], axis=0)
+    with h5py.File(path, "w") as f:
+        f.attrs["sim"] = True
+        f.create_dataset("action", data=action)
+        obs = f.create_group("observations")
+        obs.create_dataset("qpos", data=qpos)
+        obs.create_dataset("qvel", data=qvel)
+        images = obs.create_group("images")
+        images.create_dataset(
+            CAMERAS[0], data=render_frames(qpos[:, :2], height, width, (220, 40, 40)), compression=compression
+        )
+        images.create_dataset(
+            CAMERAS[1],
+            data=render_frames(qpos[:, 7:9], height, width, (40, 200, 60)),
+            compression=compression,
+        )
+
+
+def write_aloha_sample(
+    folder: str | Path, *, episodes: int = 6, steps: int = 120, height: int = 96, width: int = 128
+) -> list[Path]:
+    """A deterministic ALOHA-layout sample: `episodes` files `episode_N.hdf5`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(episodes):
+        path = folder / f"episode_{i}.hdf5"
+        write_aloha_episode(path, seed=i, steps=steps, height=height, width=width)
+        paths.append(path)
+    return paths
+
+
+def write_rlds_sample(
+    folder: Path, *, episodes: int, steps: int, image_size: tuple[int, int], shards: int = 4
+) -> None:
+    """A TFDS-layout RLDS dataset (Open X-Embodiment style features, two JPEG cameras)."""
+    import numpy as np
+
+    from vla_data.images import encode_image
+    from vla_data.sources.example import encode_example
+    from vla_data.sources.tfrecord import write_records
+
+    def tensor(dims, dtype="float32"):
+        shape = {"dimensions": [str(d) for d in dims]}
+        return {
+            "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+            "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
+        }
+
+    def image():
+        shape = {"dimensions": [str(image_size[0]), str(image_size[1]), "3"]}
+        return {
+            "pythonClassName": "tensorflow_datasets.core.features.image_feature.Image",
+            "image": {"dtype": "uint8", "encodingFormat": "jpeg", "shape": shape},
+        }
+
+    def group(features):
+        return {
+            "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
+            "featuresDict": {"features": features},
+        }
+
+    step = group(
+        {
+            "action": tensor([7]),
+            "reward": tensor([]),
+            "is_first": tensor([], "bool"),
+            "is_last": tensor([], "bool"),
+            "observation": group({"state": tensor([7]), "image": image(), "wrist_image": image()}),
+        }
+    )
+    features = group(
+        {
+            "steps": {
+                "pythonClassName": "tensorflow_datasets.core.features.dataset_feature.Dataset",
+                "sequence": {"feature": step, "length": "-1"},
+            }
+        }
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "features.json").write_text(json.dumps(features))
+    per_shard = [len(part) for part in np.array_split(np.arange(episodes), shards)]
+    info = {
+        "name": "bench",
+        "fileFormat": "tfrecord",
+        "splits": [
+            {
+                "name": "train",
+                "filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+                "shardLengths": [str(n) for n in per_shard],
+            }
+        ],
+    }
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    rng = np.random.default_rng(0)
+    episode = 0
+    for shard, count in enumerate(per_shard):
+        records = []
+        for _ in range(count):
+            state = np.cumsum(rng.normal(0, 0.05, (steps, 7)), axis=0).clip(-1, 1)
+            frames = [render_frames(state[:, k : k + 2], *image_size, (200, 50 * k, 40)) for k in (0, 2)]
+            records.append(
+                encode_example(
+                    {
+                        "steps/action": state.astype(np.float32),
+                        "steps/reward": np.zeros(steps, np.float32),
+                        "steps/is_first": np.arange(steps) == 0,
+                        "steps/is_last": np.arange(steps) == steps - 1,
+                        "steps/observation/state": state.astype(np.float32),
+                        "steps/observation/image": [encode_image(f, "jpeg", 90) for f in frames[0]],
+                        "steps/observation/wrist_image": [encode_image(f, "jpeg", 90) for f in frames[1]],
+                    }
+                )
+            )
+            episode += 1
+        write_records(str(folder / f"bench-train.tfrecord-{shard:05d}-of-{shards:05d}"), records)
+
+
+def write_lerobot_video_sample(
+    root: str | Path,
+    *,
+    episodes: int = 2,
+    steps: int = 20,
+    height: int = 32,
+    width: int = 48,
+    fps: int = 10,
+    video_frames: int | None = None,
+) -> dict[int, np.ndarray]:
+    """A LeRobot v2.1 dataset with one H.264 camera `observation.images.front`; returns the frames
+    written per episode. `video_frames` < `steps` makes videos shorter than the data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vla_data.sources.video import write_video
+
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    (root / "meta").mkdir(parents=True)
+    features = {
+        "action": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"]},
+        "observation.state": {"dtype": "float32", "shape": [3], "names": None},
+        "observation.images.front": {
+            "dtype": "video",
+            "shape": [height, width, 3],
+            "names": ["height", "width", "channels"],
+        },
+        **{
+            k: {"dtype": "int64", "shape": [1], "names": None}
+            for k in ("frame_index", "episode_index", "index", "task_index")
+        },
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    }
+    info = {
+        "codebase_version": "v2.1",
+        "fps": fps,
+        "chunks_size": 1000,
+        "features": features,
+        "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+        "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+    }
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    (root / "meta" / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": "stack"}) + "\n")
+    lines = [
+        json.dumps({"episode_index": e, "tasks": ["stack"], "length": steps}) + "\n" for e in range(episodes)
+    ]
+    (root / "meta" / "episodes.jsonl").write_text("".join(lines))
+    (root / "data" / "chunk-000").mkdir(parents=True, exist_ok=True)
+    (root / "videos" / "chunk-000" / "observation.images.front").mkdir(parents=True, exist_ok=True)
+    frames = {}
+    for e in range(episodes):
+        state = np.cumsum(rng.normal(0, 0.05, (steps, 3)), axis=0).astype(np.float32)
+        table = pa.table(
+            {
+                "action": pa.FixedSizeListArray.from_arrays(
+                    pa.array(np.roll(state, -1, axis=0).reshape(-1)), 3
+                ),
+                "observation.state": pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), 3),
+                "timestamp": pa.array(np.arange(steps, dtype=np.float32) / fps),
+                "frame_index": pa.array(np.arange(steps)),
+                "episode_index": pa.array(np.full(steps, e)),
+                "index": pa.array(np.arange(steps) + e * steps),
+                "task_index": pa.array(np.zeros(steps, np.int64)),
+            }
+        )
+        pq.write_table(table, root / "data" / "chunk-000" / f"episode_{e:06d}.parquet")
+        count = video_frames or steps
+        video = render_frames(
+            np.clip(np.resize(state[:, :2], (count, 2)), -1, 1), height, width, (230, 60, 40)
+        )
+        bar = np.arange(width)[None, :] < (4 * (np.arange(count) + 1) % width)[:, None]  # [T, W], grows per frame
+        video[:, :6][np.broadcast_to(bar[:, None, :], (count, 6, width))] = 255
+        frames[e] = video
+        write_video(
+            str(root / "videos" / "chunk-000" / "observation.images.front" / f"episode_{e:06d}.mp4"),
+            video,
+            fps,
+        )
+    return frames
