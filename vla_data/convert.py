@@ -138,7 +138,14 @@ def _prepared_episodes(source: Source, refs: list[dict[str, Any]], start: int, o
                 pending.append((position, pool.submit(_read_prepared, source, refs[position], options)))
                 position += 1
             done_position, future = pending.popleft()
-            yield done_position, future.result()
+            try:
+                result = future.result()
+            except cf.process.BrokenProcessPool as e:
+                raise RuntimeError(
+                    f"a conversion worker died while reading {refs[done_position]} (out of memory? a script that "
+                    "calls convert() with workers > 1 needs an `if __name__ == '__main__':` guard)"
+                ) from e
+            yield done_position, result
 
 
 def convert(

@@ -230,7 +230,9 @@ def write_lerobot_video_sample(
         video = render_frames(
             np.clip(np.resize(state[:, :2], (count, 2)), -1, 1), height, width, (230, 60, 40)
         )
-        bar = np.arange(width)[None, :] < (4 * (np.arange(count) + 1) % width)[:, None]  # [T, W], grows per frame
+        bar = (
+            np.arange(width)[None, :] < (4 * (np.arange(count) + 1) % width)[:, None]
+        )  # [T, W], grows per frame
         video[:, :6][np.broadcast_to(bar[:, None, :], (count, 6, width))] = 255
         frames[e] = video
         write_video(
