@@ -170,6 +170,79 @@ def bench_convert_rlds(
         }
 
 
+def bench_convert_lerobot(
+    *,
+    episodes: int = 20,
+    steps: int = 300,
+    image_size: tuple[int, int] = (240, 320),
+    workers: list[int] = (1, 2),
+    repeats: int = 3,
+    work_dir: str | None = None,
+) -> dict[str, Any]:
+    """Frames/s of `convert lerobot` on a generated H.264 video dataset, next to decoding the same
+    videos to RGB arrays with PyAV (the bound: conversion must at least decode every frame)."""
+    import av
+
+    from vla_data.convert import ConvertOptions, convert
+    from vla_data.samples import write_lerobot_video_sample
+    from vla_data.sources.lerobot import LeRobotSource
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        root = Path(tmp) / "lerobot"
+        write_lerobot_video_sample(
+            root, episodes=episodes, steps=steps, height=image_size[0], width=image_size[1], fps=30
+        )
+        videos = sorted(root.glob("videos/**/*.mp4"))
+        frames = episodes * steps
+
+        def decode_only():
+            for path in videos:
+                with av.open(str(path)) as container:
+                    stream = container.streams.video[0]
+                    stream.thread_type = "AUTO"
+                    for frame in container.decode(stream):
+                        frame.to_ndarray(format="rgb24")
+
+        bound = _median_seconds(decode_only, repeats)
+        runs = {}
+        for n in workers:
+            times = []
+            for r in range(repeats):
+                out = Path(tmp) / f"out_{n}_{r}"
+                start = time.perf_counter()
+                convert(LeRobotSource.from_path(root), out, ConvertOptions(workers=n, progress=False))
+                times.append(time.perf_counter() - start)
+            seconds = statistics.median(times)
+            runs[str(n)] = {
+                "seconds": seconds,
+                "frames_per_s": frames / seconds,
+                "ratio_to_bound": bound / seconds,
+            }
+        return {
+            "episodes": episodes,
+            "frames": frames,
+            "image_size": list(image_size),
+            "codec": "h264",
+            "repeats": repeats,
+            "bound_decode_only": {"seconds": bound, "frames_per_s": frames / bound},
+            "convert": runs,
+        }
+
+
+def format_lerobot_table(result: dict[str, Any]) -> str:
+    h, w = result["image_size"]
+    lines = [
+        f"LeRobot v2.1 video: {result['frames']} frames in {result['episodes']} episodes, H.264 {h}x{w}, median of {result['repeats']}",
+        f"{'run':<30}{'frames/s':>10}{'x bound':>9}",
+        f"{'PyAV decode only (bound)':<30}{result['bound_decode_only']['frames_per_s']:>10.0f}{1.0:>9.2f}",
+    ]
+    for n, run in result["convert"].items():
+        lines.append(
+            f"{'convert lerobot --workers ' + n:<30}{run['frames_per_s']:>10.0f}{run['ratio_to_bound']:>9.2f}"
+        )
+    return "\n".join(lines)
+
+
 def format_rlds_table(result: dict[str, Any]) -> str:
     b, c = result["bound_read_crc"], result["convert"]
     h, w = result["image_size"]

@@ -16,7 +16,11 @@ def bench() -> None:
 
 @bench.command("convert")
 @click.option(
-    "--format", "source_format", type=click.Choice(["hdf5", "rlds"]), default="hdf5", show_default=True
+    "--format",
+    "source_format",
+    type=click.Choice(["hdf5", "rlds", "lerobot"]),
+    default="hdf5",
+    show_default=True,
 )
 @click.option(
     "--frames", type=int, default=20000, show_default=True, help="Total frames of the generated dataset."
@@ -46,11 +50,25 @@ def bench_convert(
           each --workers value, next to read + JPEG-encode of the same frames.
     rlds: episodes/s and MB/s of `convert rlds` on a generated 200-episode dataset, next to
           reading the same TFRecords with CRC checks only.
+    lerobot: frames/s of `convert lerobot` on a generated H.264 video dataset (6,000 frames,
+          240x320) for each --workers value, next to PyAV decoding the same videos.
     """
     from vla_data.bench import bench_convert as run
-    from vla_data.bench import bench_convert_rlds, format_convert_table, format_rlds_table
+    from vla_data.bench import (
+        bench_convert_lerobot,
+        bench_convert_rlds,
+        format_convert_table,
+        format_lerobot_table,
+        format_rlds_table,
+    )
     from vla_data.images import parse_size
 
+    if source_format == "lerobot":
+        result = bench_convert_lerobot(
+            workers=[int(w) for w in workers.split(",")], repeats=max(repeats, 3), work_dir=work_dir
+        )
+        click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
+        return
     if source_format == "rlds":
         result = bench_convert_rlds(repeats=max(repeats, 3), work_dir=work_dir)
         click.echo(json.dumps(result, indent=1) if as_json else format_rlds_table(result))
