@@ -36,13 +36,20 @@ class Episode:
 
     @property
     def length(self) -> int:
-        return len(self.arrays["action"])
+        first = self.arrays.get("action")
+        if first is None:
+            first = next(iter(self.arrays.values()), None)
+        if first is None:
+            first = next(iter(self.images.values()), ())
+        return len(first)
 
-    def validate(self, *, finite_keys: tuple[str, ...] = ("action", "observation.state")) -> None:
+    def validate(
+        self, *, finite_keys: tuple[str, ...] = ("action", "observation.state"), require_action: bool = True
+    ) -> None:
         """Check equal lengths across keys and finite numbers; raise `SourceError` naming the key."""
         file = self.source_ref.get("file", "?")
         episode = self.source_ref.get("episode", self.index)
-        if "action" not in self.arrays:
+        if require_action and "action" not in self.arrays:
             raise SourceError(
                 "no action array in episode", file=file, episode=episode, key=self.key_name("action")
             )
@@ -52,7 +59,7 @@ class Episode:
         for name, values in {**self.arrays, **self.images}.items():
             if len(values) != length:
                 raise SourceError(
-                    f"has {len(values)} steps but {self.key_name('action')} has {length} (ragged episode)",
+                    f"has {len(values)} steps but the episode has {length} (ragged episode)",
                     file=file,
                     episode=episode,
                     key=self.key_name(name if name in self.arrays else IMAGE_PREFIX + name),

@@ -241,3 +241,56 @@ def write_lerobot_video_sample(
             fps,
         )
     return frames
+
+
+SHAPES = ("square", "circle", "triangle")
+COLORS = {"red": (220, 40, 40), "green": (40, 190, 70), "blue": (50, 80, 220), "yellow": (230, 210, 40)}
+
+
+def render_shape(shape: str, color: tuple[int, int, int], size: int, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 `[size, size, 3]` image: one filled shape on a grey background."""
+    image = np.full((size, size, 3), 200, np.uint8)
+    ys, xs = np.mgrid[0:size, 0:size]
+    r = size // 4
+    cy, cx = rng.integers(r, size - r, 2)
+    if shape == "square":
+        inside = (abs(ys - cy) <= r * 0.8) & (abs(xs - cx) <= r * 0.8)
+    elif shape == "circle":
+        inside = (ys - cy) ** 2 + (xs - cx) ** 2 <= r**2
+    else:
+        inside = (ys - cy + r >= 0) & (ys - cy <= r) & (abs(xs - cx) <= (ys - cy + r) / 2)
+    image[inside] = color
+    return image
+
+
+def write_web_sample(folder: str | Path, *, samples: int = 60, size: int = 64, seed: int = 0) -> Path:
+    """Rendered shapes with true captions and VQA pairs: `samples.jsonl` + `images/*.png`."""
+    from vla_data.images import encode_image
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(samples):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        color_name = list(COLORS)[rng.integers(len(COLORS))]
+        name = f"images/{i:05d}.png"
+        (folder / name).write_bytes(encode_image(render_shape(shape, COLORS[color_name], size, rng), "png"))
+        if i % 2 == 0:
+            row = {
+                "image": name,
+                "question": "",
+                "answer": f"a {color_name} {shape} on a grey background",
+                "kind": "caption",
+            }
+        else:
+            question = "what shape is shown?" if i % 4 == 1 else "what color is the shape?"
+            row = {
+                "image": name,
+                "question": question,
+                "answer": shape if i % 4 == 1 else color_name,
+                "kind": "vqa",
+            }
+        lines.append(json.dumps(row))
+    (folder / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "samples.jsonl"

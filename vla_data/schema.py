@@ -20,7 +20,7 @@ INDEX_COLUMNS = {
     "task_index": pa.int32(),
 }
 
-FeatureKind = Literal["action", "state", "image", "scalar", "array"]
+FeatureKind = Literal["action", "state", "image", "scalar", "array", "text"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Feature:
     def arrow_type(self) -> pa.DataType:
         if self.kind == "image":
             return pa.binary()
+        if self.kind == "text":
+            return pa.string()
         value_type = pa.from_numpy_dtype(np.dtype(self.dtype))
         if self.shape == ():
             return value_type
@@ -82,6 +84,8 @@ def kind_of(name: str) -> FeatureKind:
 
 def array_feature(name: str, values: np.ndarray, names: tuple[str, ...] | None = None) -> Feature:
     """Describe a `[T, ...]` array column; scalars per step get kind `scalar`."""
+    if values.dtype.kind in "OUS":
+        return Feature(name=name, kind="text", dtype="string", shape=())
     shape = tuple(int(s) for s in values.shape[1:])
     kind = kind_of(name) if shape else "scalar"
     return Feature(name=name, kind=kind, dtype=str(values.dtype), shape=shape, names=names)

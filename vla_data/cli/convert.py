@@ -305,3 +305,71 @@ def convert_lerobot(src, out, action_key, state_key, cameras, drop_cameras, tole
     click.echo(describe_dataset(out))
     if manifest.skipped:
         click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)
+
+
+@convert.command("web")
+@click.argument("src", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--image-field", default="image", show_default=True)
+@click.option(
+    "--prompt-field",
+    default="question",
+    show_default=True,
+    help="Question/prompt field; empty values get --default-prompt.",
+)
+@click.option("--answer-field", default="answer", show_default=True, help="Answer or caption field.")
+@click.option("--kind-field", default=None, help="Field holding caption|vqa|detection per sample.")
+@click.option(
+    "--kind",
+    type=click.Choice(["caption", "vqa", "detection"]),
+    default="vqa",
+    show_default=True,
+    help="Kind of every sample when there is no --kind-field.",
+)
+@click.option("--default-prompt", default="caption en", show_default=True)
+@click.option(
+    "--image-root",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder that image paths are relative to (default: next to SRC).",
+)
+@click.option("--split", default="train", show_default=True, help="Split of a saved DatasetDict.")
+@conversion_options
+@friendly_errors
+def convert_web(
+    src,
+    out,
+    image_field,
+    prompt_field,
+    answer_field,
+    kind_field,
+    kind,
+    default_prompt,
+    image_root,
+    split,
+    **kw,
+) -> None:
+    """Convert web vision-language samples (image + prompt + answer) for co-training.
+
+    SRC: a Hugging Face `datasets` dataset saved with save_to_disk, or a .parquet / .jsonl file
+    (or a folder of them) whose image field holds bytes, {bytes, path}, or a path.
+
+    \b
+    Example:
+      vla-data convert web captions.jsonl web_out/ --prompt-field "" --answer-field caption --kind caption
+    """
+    from vla_data.sources.web import WebSource
+
+    source = WebSource(
+        path=src,
+        image_field=image_field,
+        prompt_field=prompt_field or None,
+        answer_field=answer_field,
+        kind_field=kind_field,
+        kind=kind,
+        default_prompt=default_prompt,
+        image_root=image_root,
+        split=split,
+    )
+    run_convert(source, out, build_options(kw))
+    click.echo(describe_dataset(out))

@@ -164,3 +164,62 @@ def decode(tokdir, ids_file, horizon, action_dim, output, on_error) -> None:
     else:
         np.savetxt(sys.stdout, actions.reshape(len(ids), -1), fmt="%.6g")
     click.echo(f"{int(valid.sum())}/{len(ids)} sequences decoded exactly", err=True)
+
+
+@tokenizer.command("cache")
+@click.argument("tokdir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.argument("datasets", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A loader.json: cache every robot dataset it names, with its horizon and normalization.",
+)
+@click.option(
+    "--horizon",
+    type=int,
+    default=50,
+    show_default=True,
+    help="Chunk length in steps (as the loader's horizon).",
+)
+@click.option(
+    "--normalization", type=click.Choice(["quantile", "zscore"]), default="quantile", show_default=True
+)
+@click.option(
+    "--delta-dims",
+    default="",
+    help="Comma-separated action dims made relative to the state (as the loader's delta_action_dims).",
+)
+@click.option("--quiet", is_flag=True)
+@friendly_errors
+def cache(tokdir, datasets, config_path, horizon, normalization, delta_dims, quiet) -> None:
+    """Pre-tokenize the FAST ids of the chunk at every step of DATASETS, so the loader does not
+    encode at training time. The sidecar file is keyed by the tokenizer, horizon and
+    normalization, and used automatically by a loader with the same settings."""
+    from vla_data.loader import LoaderConfig, SourceConfig, build_sources
+    from vla_data.loader.fast_cache import build_fast_cache
+    from vla_data.loader.robot import RobotDataset
+
+    if config_path:
+        config = LoaderConfig.load(config_path)
+    else:
+        if not tokdir or not datasets:
+            raise click.UsageError("give TOKDIR and DATASETS, or --config loader.json")
+        dims = tuple(int(d) for d in delta_dims.split(",") if d.strip())
+        config = LoaderConfig(
+            sources=(SourceConfig("robot", tuple(datasets)),),
+            fast_tokenizer=tokdir,
+            horizon=horizon,
+            normalization=normalization,
+            delta_action_dims=dims,
+            fast_mapping="append",
+            use_fast_cache=False,
+        )
+    sources, _ = build_sources(config)
+    for robot in (s for s in sources if isinstance(s, RobotDataset)):
+        for d, ds in enumerate(robot.datasets):
+            path = build_fast_cache(robot, d, progress=not quiet)
+            click.echo(
+                f"{ds.root}: {len(ds)} chunks of {config.horizon} steps -> {path.relative_to(ds.root)}"
+            )

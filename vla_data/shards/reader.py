@@ -25,7 +25,9 @@ def open_arrow_file(path: Path) -> pa.Table:
 
 def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, Feature]) -> dict[str, Any]:
     """Per-dimension statistics of every numeric feature, streaming shard by shard."""
-    numeric = [f for f in features.values() if f.kind != "image" and np.dtype(f.dtype).kind in "fiub"]
+    numeric = [
+        f for f in features.values() if f.kind not in ("image", "text") and np.dtype(f.dtype).kind in "fiub"
+    ]
     running = {f.name: RunningStats() for f in numeric}
     for info in shards:
         table = open_arrow_file(Path(root) / info.file)
@@ -104,7 +106,7 @@ class ShardDataset:
         for name in table.column_names:
             feature = self.features.get(name)
             column = table.column(name)
-            if feature is not None and feature.kind == "image":
+            if feature is not None and feature.kind in ("image", "text"):
                 out[name] = column.to_pylist()
             elif feature is not None:
                 out[name] = column_to_numpy(column, feature)

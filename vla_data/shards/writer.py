@@ -210,6 +210,9 @@ class ShardWriter:
                 frames = episode.images[name[len(IMAGE_PREFIX) :]]
                 columns[name] = pa.array(frames, type=pa.binary())
                 continue
+            if feature.kind == "text":
+                columns[name] = pa.array([str(v) for v in episode.arrays[name]], type=pa.string())
+                continue
             values = np.ascontiguousarray(episode.arrays[name], dtype=np.dtype(feature.dtype))
             if feature.shape == ():
                 columns[name] = pa.array(values)

@@ -1,0 +1,147 @@
+"""Insulated co-training loader: robot + web samples, mixed by weight, one batch contract.
+
+loader = make_loader("loader.json")       # or a LoaderConfig
+for batch in loader:                      # dict of torch tensors, DESIGN section 7
+    ...
+state = loader.state_dict()               # resume later with loader.load_state_dict(state)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vla_data.errors import VlaDataError
+from vla_data.tokenizers.fast import FastTokenizer
+from vla_data.tokenizers.prompt import PromptBuilder
+from vla_data.tokenizers.text import ByteTokenizer, HFTokenizer
+
+from .attention import ki_attention_mask
+from .collate import Collate
+from .config import LoaderConfig, SourceConfig
+from .mixture import LoaderState, MixtureBatchSampler, MixturePlan
+from .robot import RobotDataset
+from .web import WebDataset
+
+__all__ = ["LoaderConfig", "SourceConfig", "VlaLoader", "ki_attention_mask", "make_loader", "build_sources"]
+
+
+class MixtureDataset(torch.utils.data.Dataset):
+    """Maps a (source, sample) key to that source's sample."""
+
+    def __init__(self, sources: list[RobotDataset | WebDataset]):
+        self.sources = sources
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        source, index = key
+        sample = self.sources[source][index]
+        sample["source"] = source
+        return sample
+
+
+def text_tokenizer(config: LoaderConfig):
+    if config.text_tokenizer == "byte":
+        return ByteTokenizer()
+    return HFTokenizer(config.text_tokenizer, **config.text_special_tokens)
+
+
+def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset], PromptBuilder]:
+    fast = FastTokenizer.from_pretrained(config.fast_tokenizer) if config.fast_tokenizer else None
+    prompt = PromptBuilder(
+        text_tokenizer(config),
+        fast.vocab_size if fast else 0,
+        mapping=config.fast_mapping,
+        skip=config.fast_skip,
+        state_in_prompt=config.state_in_prompt,
+        lowercase=config.lowercase,
+    )
+    sources: list[RobotDataset | WebDataset] = []
+    for source in config.sources:
+        if source.kind == "robot":
+            sources.append(RobotDataset(source.paths, config, fast, prompt, source.cameras))
+        else:
+            sources.append(WebDataset(source.paths, config, prompt))
+    return sources, prompt
+
+
+class VlaLoader:
+    """A `torch.utils.data.DataLoader` over the mixture, with exact mid-epoch resume."""
+
+    def __init__(self, config: LoaderConfig):
+        self.config = config
+        self.sources, self.prompt = build_sources(config)
+        sizes = tuple(len(s) for s in self.sources)
+        weights = tuple(s.weight for s in config.sources)
+        self.plan = MixturePlan(
+            sizes=sizes,
+            weights=weights,
+            batch_size=config.batch_size,
+            samples_per_epoch=config.samples_per_epoch or _default_epoch(config, sizes),
+            mode=config.mode,
+            seed=config.seed,
+            world_size=config.world_size,
+        )
+        self.state = LoaderState()
+        workers = config.num_workers
+        self.dataloader = torch.utils.data.DataLoader(
+            MixtureDataset(self.sources),
+            batch_sampler=MixtureBatchSampler(self.plan, config.rank, self.state),
+            collate_fn=Collate(config.max_tokens, self.prompt.text.pad_id, config.truncate),
+            num_workers=workers,
+            pin_memory=config.pin_memory,
+            persistent_workers=config.persistent_workers and workers > 0,
+        )
+
+    def __len__(self) -> int:
+        """Batches per epoch for this rank."""
+        return self.plan.batches_per_rank
+
+    def __iter__(self):
+        """This rank's remaining batches of the current epoch; the next call starts the next epoch."""
+        for batch in self.dataloader:
+            self.state.batch += 1
+            yield batch
+        if self.state.batch >= self.plan.batches_per_rank:
+            self.state.epoch, self.state.batch = self.state.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.state.epoch,
+            "batch": self.state.batch,
+            "seed": self.config.seed,
+            "batch_size": self.config.batch_size,
+            "world_size": self.config.world_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("seed", "batch_size", "world_size"):
+            if state.get(key) != getattr(self.config, key):
+                raise VlaDataError(
+                    f"loader state was saved with {key}={state.get(key)}, this loader has {getattr(self.config, key)}"
+                )
+        if not 0 <= state["batch"] <= self.plan.batches_per_rank:
+            raise VlaDataError(
+                f"loader state batch {state['batch']} is outside this epoch (0..{self.plan.batches_per_rank})"
+            )
+        self.state.epoch, self.state.batch = int(state["epoch"]), int(state["batch"])
+
+
+def _default_epoch(config: LoaderConfig, sizes: tuple[int, ...]) -> int:
+    """One pass over the robot data at its mixture weight (all data if there is no robot source)."""
+    robot = [(size, s.weight) for size, s in zip(sizes, config.sources, strict=True) if s.kind == "robot"]
+    if not robot:
+        return sum(sizes)
+    total_weight = sum(s.weight for s in config.sources)
+    return int(sum(size for size, _ in robot) * total_weight / sum(w for _, w in robot))
+
+
+def make_loader(config: LoaderConfig | str | Path) -> VlaLoader:
+    """The one entry point a training script calls: a config object or the path of a JSON config."""
+    if not isinstance(config, LoaderConfig):
+        config = LoaderConfig.load(config)
+    return VlaLoader(config)

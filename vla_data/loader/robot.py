@@ -1,0 +1,179 @@
+"""Robot samples: images, prompt + FAST targets, normalized state and action chunk with pad masks."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vla_data.errors import VlaDataError
+from vla_data.images import decode_image, resize
+from vla_data.normalize import Normalizer, pad_dims
+from vla_data.schema import ACTION, IMAGE_PREFIX, STATE, column_to_numpy
+from vla_data.shards import ShardDataset
+from vla_data.shards.reader import open_arrow_file
+from vla_data.stats import RunningStats
+from vla_data.tokenizers.fast import FastTokenizer
+from vla_data.tokenizers.prompt import PromptBuilder
+
+from .chunks import chunk_indices, delta_chunk
+
+FAST_CACHE_DIR = "fast_cache"
+DELTA_STATS_CHUNKS = 10_000
+
+
+def image_slots(
+    dataset: ShardDataset, slots: tuple[str, ...], mapping: dict[str, str | None] | None
+) -> dict[str, str | None]:
+    """Model slot -> image feature of `dataset` (None: the slot is empty for this dataset)."""
+    cameras = [n for n, f in dataset.features.items() if f.kind == "image"]
+    if mapping is None:
+        return {slot: (cameras[i] if i < len(cameras) else None) for i, slot in enumerate(slots)}
+    out: dict[str, str | None] = {slot: None for slot in slots}
+    for slot, camera in mapping.items():
+        if slot not in out:
+            raise VlaDataError(f"camera mapping names slot {slot!r}; the model's slots are {list(slots)}")
+        if camera is not None:
+            name = camera if camera.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + camera
+            if name not in dataset.features:
+                raise VlaDataError(
+                    f"{dataset.root}: no camera {camera!r} for slot {slot!r}; cameras: {cameras}"
+                )
+            out[slot] = name
+    return out
+
+
+def load_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad."""
+    return np.ascontiguousarray(resize(decode_image(data), *size, "pad").transpose(2, 0, 1))
+
+
+def delta_action_stats(
+    dataset: ShardDataset, horizon: int, dims: tuple[int, ...], seed: int = 0
+) -> dict[str, Any]:
+    """Statistics of delta action chunks (deterministic sample), to normalize them like openpi does."""
+    rng = np.random.default_rng(seed)
+    episodes = np.repeat(np.arange(dataset.num_episodes), dataset.episode_length)
+    frames = np.concatenate([np.arange(n) for n in dataset.episode_length])
+    pick = np.sort(rng.choice(len(episodes), min(DELTA_STATS_CHUNKS, len(episodes)), replace=False))
+    stats = RunningStats()
+    for episode in np.unique(episodes[pick]):
+        data = dataset.episode(int(episode))
+        starts = frames[pick][episodes[pick] == episode]
+        rows, _ = chunk_indices(len(data[ACTION]), starts, horizon)
+        chunks = delta_chunk(data[ACTION][rows], data[STATE][starts], dims)  # [n, H, D]
+        stats.update(chunks.reshape(-1, chunks.shape[-1]))
+    return stats.result()
+
+
+class RobotDataset:
+    """Samples of one or more converted robot datasets; index = global step."""
+
+    def __init__(
+        self, roots: tuple[str, ...], config, fast: FastTokenizer, prompt: PromptBuilder, cameras=None
+    ):
+        self.config = config
+        self.fast = fast
+        self.prompt = prompt
+        self.datasets = [ShardDataset(root) for root in roots]
+        self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
+        self.slots, self.state_norm, self.action_norm, self.cache_paths = [], [], [], []
+        for ds in self.datasets:
+            if ACTION not in ds.features:
+                raise VlaDataError(f"{ds.root}: robot source without an 'action' feature")
+            if config.delta_action_dims and STATE not in ds.features:
+                raise VlaDataError(f"{ds.root}: delta_action_dims needs observation.state")
+            self.slots.append(image_slots(ds, config.image_slots, cameras))
+            stats = ds.manifest.stats
+            self.state_norm.append(
+                Normalizer.from_stats(stats[STATE], config.normalization) if STATE in ds.features else None
+            )
+            action_stats = (
+                delta_action_stats(ds, config.horizon, config.delta_action_dims)
+                if config.delta_action_dims
+                else stats[ACTION]
+            )
+            self.action_norm.append(Normalizer.from_stats(action_stats, config.normalization))
+            path = Path(ds.root) / FAST_CACHE_DIR / f"{self.cache_key(len(self.action_norm) - 1)}.arrow"
+            self.cache_paths.append(path if config.use_fast_cache and path.exists() else None)
+        self._caches: dict[int, pa.ChunkedArray] = {}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_caches": {}}
+
+    def cache_key(self, d: int) -> str:
+        """What determines the FAST ids of a dataset's chunks: tokenizer, horizon, normalization."""
+        norm = self.action_norm[d]
+        digest = hashlib.sha256()
+        for part in (self.fast.fingerprint, self.config.horizon, norm.mode, self.config.delta_action_dims):
+            digest.update(repr(part).encode())
+        digest.update(norm.offset.tobytes() + norm.scale.tobytes())
+        return f"h{self.config.horizon}-{digest.hexdigest()[:16]}"
+
+    def locate(self, index: int) -> tuple[int, int, int]:
+        d = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        episode, frame = self.datasets[d].locate(int(index - self.offsets[d]))
+        return d, episode, frame
+
+    def normalized_chunks(
+        self, d: int, actions: np.ndarray, state: np.ndarray | None, starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized chunks `[n, H, Da]` and `action_is_pad` `[n, H]` at `starts` of one episode."""
+        rows, is_pad = chunk_indices(len(actions), starts, self.config.horizon)
+        chunks = actions[rows].astype(np.float64)
+        if self.config.delta_action_dims:
+            chunks = delta_chunk(chunks, state[starts], self.config.delta_action_dims)
+        return self.action_norm[d].normalize(chunks), is_pad
+
+    def fast_ids(self, d: int, global_row: int, chunk: np.ndarray) -> np.ndarray:
+        if self.cache_paths[d] is None:
+            return np.asarray(self.fast.encode(chunk[None], on_error="clip")[0], np.int64)
+        if d not in self._caches:
+            self._caches[d] = open_arrow_file(self.cache_paths[d]).column("ids")
+        return self._caches[d][global_row].values.to_numpy().astype(np.int64)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        d, episode, t = self.locate(index)
+        ds = self.datasets[d]
+        table = ds.episode_table(episode)
+        actions = column_to_numpy(table.column(ACTION), ds.features[ACTION]).reshape(table.num_rows, -1)
+        state = (
+            column_to_numpy(table.column(STATE), ds.features[STATE]).reshape(table.num_rows, -1)
+            if STATE in ds.features
+            else None
+        )
+        chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([t]))
+        chunk, is_pad = chunk[0], is_pad[0]  # [H, Da], [H]
+        norm_state = self.state_norm[d].normalize(state[t]) if state is not None else None
+        ids = self.fast_ids(d, int(index - self.offsets[d]), chunk)
+        tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
+        padded_actions, dim_mask = pad_dims(chunk.astype(np.float32), self.config.action_dim)
+        padded_state = (
+            pad_dims(norm_state.astype(np.float32), self.config.action_dim)[0]
+            if norm_state is not None
+            else np.zeros(self.config.action_dim, np.float32)
+        )
+        images, masks = {}, {}
+        h, w = self.config.image_size
+        for slot, feature in self.slots[d].items():
+            if feature is None:
+                images[slot], masks[slot] = np.zeros((3, h, w), np.uint8), False
+            else:
+                images[slot], masks[slot] = load_image(table.column(feature)[t].as_py(), (h, w)), True
+        return {
+            "images": images,
+            "image_masks": masks,
+            "tokens": tokens,
+            "state": padded_state,
+            "actions": padded_actions,
+            "action_is_pad": is_pad,
+            "action_dim_mask": dim_mask,
+            "has_actions": True,
+            "where": f"{ds.root} episode {episode} step {t}",
+        }
