@@ -102,12 +102,12 @@ class VlaLoader:
         return self.plan.batches_per_rank
 
     def __iter__(self):
-        """This rank's remaining batches of the current epoch; the next call starts the next epoch."""
+        """This rank's remaining batches of the current epoch (the next epoch once it is used up)."""
+        if self.state.batch >= self.plan.batches_per_rank:
+            self.state.epoch, self.state.batch = self.state.epoch + 1, 0
         for batch in self.dataloader:
             self.state.batch += 1
             yield batch
-        if self.state.batch >= self.plan.batches_per_rank:
-            self.state.epoch, self.state.batch = self.state.epoch + 1, 0
 
     def state_dict(self) -> dict[str, Any]:
         return {
