@@ -25,3 +25,11 @@ def test_convert_custom_hdf5_then_fit_tokenizer(shared_data, tmp_path):
     out = run("fit_fast_tokenizer.py", tmp_path / "out", tmp_path / "tok")
     assert "all decoded exactly: True" in out
     assert (tmp_path / "tok" / "tokenizer.json").exists()
+
+
+def test_train_loop_runs_on_the_demo_loader(tmp_path):
+    from vla_data.demo import run_demo
+
+    made = run_demo(tmp_path / "demo", echo=lambda *_: None)
+    out = run("train_loop.py", made["loader"], "--steps", "3")
+    assert "step 3: loss" in out and "'batch': 3" in out
