@@ -33,7 +33,9 @@ class TinyKIModel(nn.Module):
         image = self.image(batch["images"]["base_0_rgb"].float() / 255)[:, None]  # [B, 1, W]: one image token
         text = self.embed(batch["tokens"])  # [B, L, W]
         mask, _ = ki_attention_mask(batch)  # [B, L+H, L+H], True = may attend
-        text_mask = torch.cat([torch.ones(B, L, 1, dtype=torch.bool), mask[:, :L, :L]], dim=2)  # text sees the image
+        text_mask = torch.cat(
+            [torch.ones(B, L, 1, dtype=torch.bool), mask[:, :L, :L]], dim=2
+        )  # text sees the image
         text_mask = torch.cat([torch.ones(B, 1, L + 1, dtype=torch.bool), text_mask], dim=1)
         heads = self.backbone.self_attn.num_heads
         features = self.backbone(torch.cat([image, text], 1), src_mask=~text_mask.repeat_interleave(heads, 0))
@@ -53,7 +55,9 @@ class TinyKIModel(nn.Module):
         full = torch.cat([prefix, expert_tokens], 1)
         square = torch.ones(B, L + 1 + H, L + 1 + H, dtype=torch.bool)
         square[:, L + 1 :] = expert_mask
-        velocity = self.expert_out(self.expert(full, src_mask=~square.repeat_interleave(heads, 0))[:, L + 1 :])
+        velocity = self.expert_out(
+            self.expert(full, src_mask=~square.repeat_interleave(heads, 0))[:, L + 1 :]
+        )
         return {"logits": logits, "velocity": velocity, "target": noise - actions}
 
 
@@ -62,13 +66,19 @@ def ki_losses(batch: dict, out: dict, alpha: float = 1.0) -> tuple[torch.Tensor,
     targets = batch["tokens"]
     loss_mask = batch["token_loss_mask"]
     ce = nn.functional.cross_entropy(out["logits"][loss_mask], targets[loss_mask])
-    keep = batch["has_actions"][:, None, None] & ~batch["action_is_pad"][:, :, None] & batch["action_dim_mask"][:, None, :]
+    keep = (
+        batch["has_actions"][:, None, None]
+        & ~batch["action_is_pad"][:, :, None]
+        & batch["action_dim_mask"][:, None, :]
+    )
     mse = ((out["velocity"] - out["target"]) ** 2)[keep].mean() if keep.any() else torch.zeros(())
     return ce + alpha * mse, {"ce": ce.item(), "flow_mse": mse.item()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("config", help="loader.json")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
@@ -86,7 +96,9 @@ def main() -> None:
             optimizer.step()
             step += 1
             if step % 5 == 0 or step in (1, args.steps):
-                print(f"step {step}: loss {loss.item():.3f} (ce {parts['ce']:.3f}, flow {parts['flow_mse']:.3f})")
+                print(
+                    f"step {step}: loss {loss.item():.3f} (ce {parts['ce']:.3f}, flow {parts['flow_mse']:.3f})"
+                )
             if step == args.steps:
                 break
     print("loader state to save with the checkpoint:", loader.state_dict())

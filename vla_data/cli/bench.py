@@ -100,3 +100,33 @@ def bench_tokenizer(mode, chunks, fit_chunks, repeats, as_json) -> None:
 
     result = run(mode=mode, chunks=chunks, fit_chunks=fit_chunks, repeats=repeats)
     click.echo(json.dumps(result, indent=1) if as_json else format_tokenizer_table(result))
+
+
+@bench.command("loader")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--horizon", type=int, default=50, show_default=True)
+@click.option("--batches", type=int, default=150, show_default=True, help="Batches timed per worker count.")
+@click.option(
+    "--rss-batches",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Batches drawn with 2 workers while watching their RSS.",
+)
+@click.option("--workers", default="0,1,2", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_loader(batch_size, horizon, batches, rss_batches, workers, as_json) -> None:
+    """Loader samples/s and batches/s (2 cameras, freshly generated demo-style data) for each
+    worker count, next to decoding + resizing the same images alone, and worker RSS over time."""
+    from vla_data.bench import bench_loader as run
+    from vla_data.bench import format_loader_table
+
+    result = run(
+        batch_size=batch_size,
+        horizon=horizon,
+        batches=batches,
+        rss_batches=rss_batches,
+        workers=[int(w) for w in workers.split(",")],
+    )
+    click.echo(json.dumps(result, indent=1) if as_json else format_loader_table(result))
