@@ -395,6 +395,7 @@ def bench_loader(
     """Loader samples/s for batch 32, 2 cameras, H=50 per worker count, the decode+resize bound of
     the same images, and worker RSS across `rss_batches` batches."""
     import gc
+
     import numpy as np
 
     from vla_data.convert import ConvertOptions, convert

@@ -15,9 +15,17 @@ from tqdm import tqdm
 
 from vla_data.episode import Episode
 from vla_data.errors import SourceError
-from vla_data.images import ImageFormat, ResizeMode, decode_image, encode_image, image_format_of, resize
+from vla_data.images import (
+    ImageFormat,
+    ResizeMode,
+    decode_image,
+    encode_image,
+    image_format_of,
+    looks_complete,
+    resize,
+)
 from vla_data.schema import IMAGE_PREFIX, Feature, array_feature, image_feature
-from vla_data.shards.manifest import Manifest
+from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE, Manifest, load_manifest
 from vla_data.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
 from vla_data.sources import Source
 
@@ -69,6 +77,9 @@ def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
     original: dict[str, tuple[int, int]] = {}
     for camera, frames in episode.images.items():
         if isinstance(frames, list) and not options.image_size:
+            for step, data in enumerate(frames):
+                if not looks_complete(data):
+                    raise _image_error(episode, camera, step, "bytes are not a complete JPEG or PNG image")
             images[camera] = list(frames)
             continue
         if isinstance(frames, list):  # encoded, to be resized
@@ -89,16 +100,20 @@ def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
     return replace(episode, arrays=arrays, images=images, original_image_sizes=original)
 
 
+def _image_error(episode: Episode, camera: str, step: int, reason: str) -> SourceError:
+    return SourceError(
+        f"step {step}: {reason}",
+        file=episode.source_ref.get("file", "?"),
+        episode=episode.source_ref.get("episode", episode.index),
+        key=episode.key_name(IMAGE_PREFIX + camera),
+    )
+
+
 def _decode(data: bytes, episode: Episode, camera: str, step: int) -> np.ndarray:
     try:
         return decode_image(data)
     except Exception as e:  # PIL raises several types for corrupt data
-        raise SourceError(
-            f"step {step}: image bytes cannot be decoded ({e})",
-            file=episode.source_ref.get("file", "?"),
-            episode=episode.source_ref.get("episode", episode.index),
-            key=IMAGE_PREFIX + camera,
-        ) from e
+        raise _image_error(episode, camera, step, f"image bytes cannot be decoded ({e})") from e
 
 
 def infer_features(episode: Episode, names: dict[str, tuple[str, ...]] | None = None) -> dict[str, Feature]:
@@ -162,6 +177,9 @@ def convert(
     and no manifest is written. `resume=True` continues an interrupted conversion of the same
     source from its last closed shard.
     """
+    if options.resume and (Path(out) / MANIFEST_FILE).exists():
+        (Path(out) / PROGRESS_FILE).unlink(missing_ok=True)  # killed after the commit: already complete
+        return load_manifest(out)
     refs = source.episode_refs()
     if feature_names is None and hasattr(source, "feature_names"):
         feature_names = source.feature_names()

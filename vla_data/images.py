@@ -29,6 +29,17 @@ def decode_image(data: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def looks_complete(data: bytes) -> bool:
+    """Cheap structural check of encoded bytes: a JPEG/PNG signature and its end marker.
+
+    Catches garbage and truncated frames at conversion without decoding every image."""
+    if data[:3] == b"\xff\xd8\xff":
+        return b"\xff\xd9" in data[-64:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" in data[-16:]
+    return False
+
+
 def image_format_of(data: bytes) -> ImageFormat:
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"

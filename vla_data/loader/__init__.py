@@ -91,7 +91,9 @@ class VlaLoader:
         self.dataloader = torch.utils.data.DataLoader(
             MixtureDataset(self.sources),
             batch_sampler=MixtureBatchSampler(self.plan, config.rank, self.state),
-            collate_fn=Collate(config.max_tokens, self.prompt.text.pad_id, config.truncate),
+            collate_fn=Collate(
+                config.max_tokens, self.prompt.text.pad_id, config.truncate, config.bad_images == "mask"
+            ),
             num_workers=workers,
             pin_memory=config.pin_memory,
             persistent_workers=config.persistent_workers and workers > 0,

@@ -16,6 +16,7 @@ class Collate:
     max_tokens: int
     pad_id: int
     truncate: bool = False
+    count_dropped_images: bool = False
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         B, L = len(samples), self.max_tokens
@@ -51,4 +52,6 @@ class Collate:
         }
         if self.truncate:
             batch["truncated"] = torch.from_numpy(truncated)
+        if self.count_dropped_images:
+            batch["images_dropped"] = torch.tensor([x["images_dropped"] for x in samples], dtype=torch.int64)
         return batch

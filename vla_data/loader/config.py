@@ -65,6 +65,9 @@ class LoaderConfig:
     pin_memory: bool = False
     persistent_workers: bool = False
     use_fast_cache: bool = True
+    bad_images: Literal["fail", "mask"] = (
+        "fail"  # mask: a frame that cannot be decoded becomes a masked blank, counted per batch
+    )
 
     def __post_init__(self) -> None:
         sources = tuple(s if isinstance(s, SourceConfig) else SourceConfig(**s) for s in self.sources)
@@ -79,6 +82,8 @@ class LoaderConfig:
             raise VlaDataError(
                 "robot sources need fast_tokenizer (a directory from `vla-data tokenizer fit`)"
             )
+        if self.bad_images not in ("fail", "mask"):
+            raise VlaDataError(f"bad_images must be 'fail' or 'mask', got {self.bad_images!r}")
         if self.mode not in ("random", "stratified"):
             raise VlaDataError(f"mode must be 'random' or 'stratified', got {self.mode!r}")
         if self.batch_size < 1 or self.max_tokens < 1 or self.horizon < 1:

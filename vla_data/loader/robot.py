@@ -51,6 +51,23 @@ def load_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(resize(decode_image(data), *size, "pad").transpose(2, 0, 1))
 
 
+def load_stored_image(
+    ds: ShardDataset, episode: int, row: int, feature: str, data: bytes, config
+) -> tuple[np.ndarray, bool]:
+    """`load_image` for a frame of a shard; a corrupt frame is an error naming shard, row and column,
+    or (bad_images="mask") a blank frame whose mask is False."""
+    try:
+        return load_image(data, config.image_size), True
+    except Exception as e:  # PIL raises several types for corrupt data
+        if config.bad_images == "mask":
+            return np.zeros((3, *config.image_size), np.uint8), False
+        shard = ds.manifest.shards[int(ds.episode_shard[episode])].file
+        shard_row = int(ds.episode_offset[episode]) + row
+        raise VlaDataError(
+            f"{ds.root / shard}: row {shard_row}, column {feature!r}: image cannot be decoded ({e})"
+        ) from e
+
+
 def delta_action_stats(
     dataset: ShardDataset, horizon: int, dims: tuple[int, ...], seed: int = 0
 ) -> dict[str, Any]:
@@ -159,13 +176,16 @@ class RobotDataset:
             if norm_state is not None
             else np.zeros(self.config.action_dim, np.float32)
         )
-        images, masks = {}, {}
+        images, masks, dropped = {}, {}, 0
         h, w = self.config.image_size
         for slot, feature in self.slots[d].items():
             if feature is None:
                 images[slot], masks[slot] = np.zeros((3, h, w), np.uint8), False
             else:
-                images[slot], masks[slot] = load_image(table.column(feature)[t].as_py(), (h, w)), True
+                images[slot], masks[slot] = load_stored_image(
+                    ds, episode, t, feature, table.column(feature)[t].as_py(), self.config
+                )
+                dropped += not masks[slot]
         return {
             "images": images,
             "image_masks": masks,
@@ -175,5 +195,6 @@ class RobotDataset:
             "action_is_pad": is_pad,
             "action_dim_mask": dim_mask,
             "has_actions": True,
+            "images_dropped": dropped,
             "where": f"{ds.root} episode {episode} step {t}",
         }

@@ -10,7 +10,7 @@ from vla_data.errors import VlaDataError
 from vla_data.shards import ShardDataset
 from vla_data.tokenizers.prompt import PromptBuilder
 
-from .robot import load_image
+from .robot import load_stored_image
 
 WEB_IMAGE_FEATURE = "observation.images.image"
 
@@ -40,10 +40,13 @@ class WebDataset:
         D, H = self.config.action_dim, self.config.horizon
         slots = self.config.image_slots
         images = {slot: np.zeros((3, h, w), np.uint8) for slot in slots}
-        images[slots[0]] = load_image(table.column(WEB_IMAGE_FEATURE)[0].as_py(), (h, w))
+        images[slots[0]], ok = load_stored_image(
+            ds, episode, row, WEB_IMAGE_FEATURE, table.column(WEB_IMAGE_FEATURE)[0].as_py(), self.config
+        )
         return {
             "images": images,
-            "image_masks": {slot: slot == slots[0] for slot in slots},
+            "image_masks": {slot: ok and slot == slots[0] for slot in slots},
+            "images_dropped": int(not ok),
             "tokens": self.prompt.web(table.column("prompt")[0].as_py(), table.column("answer")[0].as_py()),
             "state": np.zeros(D, np.float32),
             "actions": np.zeros((H, D), np.float32),

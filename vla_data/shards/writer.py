@@ -104,15 +104,31 @@ class ShardWriter:
         if (self.out / MANIFEST_FILE).exists():
             raise ShardError(f"{self.out} already holds a complete dataset; choose another OUT or delete it")
         journal = self.out / PROGRESS_FILE
-        if journal.exists() and not resume:
+        interrupted = journal.exists() or self._only_uncommitted_shards()
+        if interrupted and not resume:
             raise ShardError(
                 f"{self.out} holds an interrupted conversion; pass --resume to continue it or delete the folder"
             )
-        if not journal.exists() and self.out.exists() and any(self.out.iterdir()):
+        if not interrupted and self.out.exists() and any(self.out.iterdir()):
             raise ShardError(f"{self.out} is not empty and holds no vla-data conversion; choose an empty OUT")
         (self.out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        (self.out / (PROGRESS_FILE + ".tmp")).unlink(missing_ok=True)  # a journal write cut short
         if journal.exists():
             self._restore(json.loads(journal.read_text()))
+        else:  # died before its first shard closed: nothing was committed
+            for path in (self.out / SHARD_DIR).iterdir():
+                path.unlink()
+
+    def _only_uncommitted_shards(self) -> bool:
+        """OUT holds nothing but a shards/ folder of our files: a run killed before any commit."""
+        if not self.out.is_dir() or SHARD_DIR not in {p.name for p in self.out.iterdir()}:
+            return False
+        if {p.name for p in self.out.iterdir()} - {SHARD_DIR, PROGRESS_FILE + ".tmp"}:
+            return False
+        return all(
+            p.name.startswith("shard-") and p.name.endswith((".arrow", ".arrow.tmp"))
+            for p in (self.out / SHARD_DIR).iterdir()
+        )
 
     def _restore(self, state: dict[str, Any]) -> None:
         if state["source"] != self.source or state["format_version"] != FORMAT_VERSION:

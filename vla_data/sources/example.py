@@ -98,7 +98,14 @@ def _bytes_list(buf: memoryview) -> list[bytes]:
 
 
 def parse_example(data: bytes) -> dict[str, np.ndarray | list[bytes]]:
-    """Feature name -> float32 array, int64 array, or list of bytes."""
+    """Feature name -> float32 array, int64 array, or list of bytes; `ExampleError` on bad bytes."""
+    try:
+        return _parse_example(data)
+    except UnicodeDecodeError as e:
+        raise ExampleError(f"feature name is not UTF-8 ({e})") from e
+
+
+def _parse_example(data: bytes) -> dict[str, np.ndarray | list[bytes]]:
     out: dict[str, np.ndarray | list[bytes]] = {}
     for field, wire, features in _fields(memoryview(data)):
         if field != 1 or wire != 2:

@@ -48,8 +48,17 @@ def _dims(node: dict[str, Any]) -> tuple[int | None, ...]:
 
 
 def parse_features(spec: dict[str, Any], file: str = "features.json") -> dict[str, Leaf]:
+    """Leaf specs of a TFDS features.json; `SourceError` naming the path for anything malformed."""
     leaves: dict[str, Leaf] = {}
-    _walk(spec, "", False, leaves, file)
+    try:
+        _walk(spec, "", False, leaves, file)
+    except SourceError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SourceError(
+            f"malformed features.json ({type(e).__name__}: {e}); near {sorted(leaves)[-1:] or 'the root'}",
+            file=file,
+        ) from e
     return leaves
 
 

@@ -6,8 +6,10 @@ CRC32C of the data, all little-endian, where masked(crc) = ((crc >> 15) | (crc <
 
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
+import zlib
 from collections.abc import Iterator
 
 import crc32c
@@ -30,6 +32,19 @@ def is_gzip(path: str) -> bool:
 
 def _open(path: str):
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def _gzip_errors(func):
+    """For record generators: a damaged GZIP stream surfaces as `SourceError` naming the file."""
+
+    @functools.wraps(func)
+    def wrapper(path, *args, **kwargs):
+        try:
+            yield from func(path, *args, **kwargs)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise SourceError(f"damaged GZIP stream ({e})", file=str(path)) from e
+
+    return wrapper
 
 
 def _read_exact(f, size: int, path: str, offset: int, what: str) -> bytes:
@@ -60,6 +75,7 @@ def _header(f, path: str, offset: int) -> int | None:
     return length
 
 
+@_gzip_errors
 def record_offsets(path: str) -> Iterator[tuple[int, int]]:
     """(offset, length) of every record, reading only headers (length CRCs checked)."""
     with _open(path) as f:
@@ -86,6 +102,13 @@ def _size(f) -> int:
 
 def read_record(path: str, offset: int) -> bytes:
     """The data of the record at `offset`, both CRCs checked."""
+    try:
+        return _read_record(path, offset)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise SourceError(f"damaged GZIP stream ({e})", file=str(path)) from e
+
+
+def _read_record(path: str, offset: int) -> bytes:
     with _open(path) as f:
         f.seek(offset)
         length = _header(f, path, offset)
@@ -104,6 +127,7 @@ def _checked_data(f, path: str, offset: int, length: int) -> bytes:
     return data
 
 
+@_gzip_errors
 def iter_records(path: str) -> Iterator[tuple[int, bytes]]:
     """(offset, data) of every record in order, both CRCs checked."""
     with _open(path) as f:
