@@ -97,3 +97,11 @@ def test_fit_errors_are_one_clear_line(dataset, tmp_path):
 def test_tokenizer_help(command):
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_eval_plot_draws_a_png(dataset, tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs the viz extra (pip install 'vla-data[viz]')")
+    run("tokenizer", "fit", dataset, "-o", tmp_path / "tok", "--horizon", "10", "--vocab-size", "512")
+    result = run("tokenizer", "eval", tmp_path / "tok", dataset, "--plot", tmp_path / "plot.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

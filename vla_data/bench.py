@@ -16,9 +16,10 @@ CHILD = """
 import json, resource, sys, time
 from vla_data.convert import ConvertOptions, convert
 from vla_data.sources.hdf5 import HDF5Source
-src, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+src, out, workers, executor = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 start = time.perf_counter()
-convert(HDF5Source.from_paths(src, layout="aloha"), out, ConvertOptions(workers=workers, progress=False))
+options = ConvertOptions(workers=workers, executor=executor, unit_episodes=5, progress=False)
+convert(HDF5Source.from_paths(src, layout="aloha"), out, options)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds,
                   "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -50,11 +51,12 @@ def bench_convert(
     episode_length: int = 500,
     image_size: tuple[int, int] = (96, 128),
     workers: list[int] = (1, 2),
+    executors: list[str] = ("stream",),
     repeats: int = 1,
     work_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Frames/s and peak RSS of `convert hdf5` (ALOHA layout, 2 cameras) per worker count, and
-    the read+encode bound of the same files."""
+    """Frames/s and peak RSS of `convert hdf5` (ALOHA layout, 2 cameras) per executor and worker
+    count, and the read+encode bound of the same files."""
     from vla_data.samples import write_aloha_episode
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -70,12 +72,12 @@ def bench_convert(
         total = episodes * episode_length
         bound = statistics.median(read_and_encode_seconds(files) for _ in range(repeats))
         runs = {}
-        for n in workers:
+        for executor, n in [(e, n) for e in executors for n in workers]:
             results = []
             for r in range(repeats):
-                out = Path(tmp) / f"out_{n}_{r}"
+                out = Path(tmp) / f"out_{executor}_{n}_{r}"
                 proc = subprocess.run(
-                    [sys.executable, "-c", CHILD, str(raw), str(out), str(n)],
+                    [sys.executable, "-c", CHILD, str(raw), str(out), str(n), executor],
                     capture_output=True,
                     text=True,
                     check=False,
@@ -84,7 +86,7 @@ def bench_convert(
                     raise RuntimeError(f"conversion failed: {proc.stderr.strip()[-2000:]}")
                 results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             seconds = statistics.median(r["seconds"] for r in results)
-            runs[str(n)] = {
+            runs[f"{executor} --workers {n}"] = {
                 "seconds": seconds,
                 "frames_per_s": total / seconds,
                 "ratio_to_bound": (total / seconds) / (total / bound),
@@ -111,7 +113,7 @@ def format_convert_table(result: dict[str, Any]) -> str:
     ]
     for n, run in result["convert"].items():
         lines.append(
-            f"{'convert --workers ' + n:<28} {run['frames_per_s']:>10.0f} {run['ratio_to_bound']:>8.2f} "
+            f"{'convert ' + n:<28} {run['frames_per_s']:>10.0f} {run['ratio_to_bound']:>8.2f} "
             f"{run['peak_rss_main_mb']:>11.0f} MB {run['peak_rss_worker_mb']:>5.0f} MB"
         )
     return "\n".join(lines)

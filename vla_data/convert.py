@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pyarrow.fs import LocalFileSystem
 from tqdm import tqdm
 
 from vla_data.episode import Episode
@@ -25,11 +26,13 @@ from vla_data.images import (
     resize,
 )
 from vla_data.schema import IMAGE_PREFIX, Feature, array_feature, image_feature
-from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE, Manifest, load_manifest
+from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE, SHARD_DIR, Manifest, load_manifest
 from vla_data.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
 from vla_data.sources import Source
+from vla_data.storage import filesystem, is_uri
 
 OnError = Literal["fail", "skip"]
+Executor = Literal["stream", "local", "ray"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ class ConvertOptions:
     shard_bytes: int = DEFAULT_SHARD_BYTES
     compression: str | None = None  # Arrow IPC buffer compression ("lz4", "zstd"); None = mmap-able
     progress: bool | None = None  # None: show a bar only on a terminal
+    # stream: one writer, `workers` processes prepare episodes (output identical for any workers).
+    # local / ray: units of `unit_episodes` episodes converted in a process pool or on Ray, then
+    # merged (output identical for either executor and any workers).
+    executor: Executor = "stream"
+    unit_episodes: int = 64
+    address: str | None = None  # Ray cluster address; None starts a local one
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -55,6 +64,10 @@ class ConvertOptions:
             raise ValueError(f"on_error must be 'fail' or 'skip', got {self.on_error!r}")
         if self.image_format not in ("jpeg", "png"):
             raise ValueError(f"image_format must be 'jpeg' or 'png', got {self.image_format!r}")
+        if self.executor not in ("stream", "local", "ray"):
+            raise ValueError(f"executor must be stream, local or ray, got {self.executor!r}")
+        if self.unit_episodes < 1:
+            raise ValueError(f"unit_episodes must be >= 1, got {self.unit_episodes}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
 
@@ -67,6 +80,7 @@ class ConvertOptions:
             "dtype": self.dtype,
             "shard_bytes": self.shard_bytes,
             "compression": self.compression,
+            **({"unit_episodes": self.unit_episodes} if self.executor != "stream" else {}),
         }
 
 
@@ -169,6 +183,8 @@ def convert(
     options: ConvertOptions = ConvertOptions(),
     *,
     feature_names: dict[str, tuple[str, ...]] | None = None,
+    refs: list[dict[str, Any]] | None = None,
+    allow_empty: bool = False,
 ) -> Manifest:
     """Convert every episode of `source` into a dataset at `out` and return its manifest.
 
@@ -177,23 +193,33 @@ def convert(
     and no manifest is written. `resume=True` continues an interrupted conversion of the same
     source from its last closed shard.
     """
+    if is_uri(out):
+        fs, inner = filesystem(out)
+        if not isinstance(fs, LocalFileSystem):
+            return _convert_to_remote(source, out, options, feature_names=feature_names)
+        out = Path(inner)
+    if options.executor != "stream":
+        from vla_data.units import convert_in_units
+
+        return convert_in_units(source, out, options)
     if options.resume and (Path(out) / MANIFEST_FILE).exists():
         (Path(out) / PROGRESS_FILE).unlink(missing_ok=True)  # killed after the commit: already complete
         return load_manifest(out)
-    refs = source.episode_refs()
+    refs = source.episode_refs() if refs is None else refs
     if feature_names is None and hasattr(source, "feature_names"):
         feature_names = source.feature_names()
     description = {**source.describe(), "convert_options": options.describe()}
-    if not refs:
+    if not refs and not allow_empty:
         raise SourceError("no episodes found", file=str(description.get("path")))
     show = sys.stderr.isatty() if options.progress is None else options.progress
-    with ShardWriter(
+    writer = ShardWriter(
         out,
         source=description,
         target_bytes=options.shard_bytes,
         compression=options.compression,
         resume=options.resume,
-    ) as writer:
+    )
+    try:
         with tqdm(
             total=len(refs), initial=writer.consumed, unit="episode", desc="convert", disable=not show
         ) as bar:
@@ -209,4 +235,36 @@ def convert(
                         raise
                     writer.skip(refs[position], str(e), position=position)
                 bar.update(1)
-    return writer.manifest
+        return writer.finish(allow_empty=allow_empty)
+    except BaseException:
+        writer.abandon()
+        raise
+
+
+def _convert_to_remote(source: Source, out: str, options: ConvertOptions, **kwargs) -> Manifest:
+    """Convert into a local staging folder, then upload it (manifest last) to `out`'s filesystem."""
+    import tempfile
+
+    if options.resume:
+        raise ValueError(f"{out}: --resume needs a local or file:// OUT; convert locally, then upload")
+    fs, inner = filesystem(out)
+    with tempfile.TemporaryDirectory(prefix="vla-data-") as staging:
+        manifest = convert(source, Path(staging) / "dataset", options, **kwargs)
+        upload_dataset(Path(staging) / "dataset", fs, inner)
+    return manifest
+
+
+def upload_dataset(local: Path, fs, target: str) -> None:
+    """Copy a finished dataset to any pyarrow filesystem; `manifest.json` goes last, so readers
+    never see a manifest whose shards are not there yet."""
+    fs.create_dir(f"{target}/{SHARD_DIR}", recursive=True)
+    files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != MANIFEST_FILE) + [
+        local / MANIFEST_FILE
+    ]
+    for path in files:
+        with (
+            open(path, "rb") as src,
+            fs.open_output_stream(f"{target}/{path.relative_to(local).as_posix()}") as dst,
+        ):
+            while block := src.read(1 << 24):
+                dst.write(block)

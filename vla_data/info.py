@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from vla_data.shards.manifest import load_manifest
+from vla_data.shards.reader import ShardDataset
+from vla_data.storage import is_uri
 
 
 def dataset_summary(root: str | Path) -> dict[str, Any]:
-    m = load_manifest(root)
+    m = ShardDataset(root).manifest if is_uri(root) else load_manifest(root)
     return {
         "path": str(root),
         "format_version": m.format_version,

@@ -7,7 +7,7 @@ import click
 from vla_data import __version__
 from vla_data.cli.bench import bench
 from vla_data.cli.convert import convert
-from vla_data.cli.dataset import demo, info, stats, verify
+from vla_data.cli.dataset import demo, info, merge, stats, verify
 from vla_data.cli.tokenizer import tokenizer
 
 
@@ -26,5 +26,5 @@ def main() -> None:
     """
 
 
-for command in (convert, info, verify, stats, tokenizer, demo, bench):
+for command in (convert, info, verify, stats, merge, tokenizer, demo, bench):
     main.add_command(command)

@@ -29,6 +29,12 @@ def bench() -> None:
 @click.option("--image-size", default="96x128", show_default=True, help="HxW of the two generated cameras.")
 @click.option("--workers", default="1,2", show_default=True, help="Comma-separated worker counts to measure.")
 @click.option(
+    "--executors",
+    default="stream",
+    show_default=True,
+    help="hdf5: comma-separated executors (stream, local, ray).",
+)
+@click.option(
     "--repeats", type=int, default=1, show_default=True, help="Runs per setting; the median is reported."
 )
 @click.option(
@@ -41,7 +47,7 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench_convert(
-    source_format, frames, episode_length, image_size, workers, repeats, work_dir, as_json
+    source_format, frames, episode_length, image_size, workers, executors, repeats, work_dir, as_json
 ) -> None:
     """Conversion speed against a bound measured in the same run.
 
@@ -79,6 +85,7 @@ def bench_convert(
         episode_length=episode_length,
         image_size=parse_size(image_size),
         workers=[int(w) for w in workers.split(",")],
+        executors=[e.strip() for e in executors.split(",")],
         repeats=repeats,
         work_dir=work_dir,
     )

@@ -65,6 +65,25 @@ def conversion_options(func):
             show_default=True,
             help="Arrow buffer compression; none keeps shards memory-mappable.",
         ),
+        click.option(
+            "--executor",
+            type=click.Choice(["stream", "local", "ray"]),
+            default="stream",
+            show_default=True,
+            help="stream: one writer fed by --workers processes. local/ray: units of --unit-episodes converted in a process pool or as Ray tasks, then merged (same output either way).",
+        ),
+        click.option(
+            "--unit-episodes",
+            type=int,
+            default=64,
+            show_default=True,
+            help="Episodes per unit of work (local/ray executors).",
+        ),
+        click.option(
+            "--address",
+            default=None,
+            help="Ray cluster address for --executor ray (default: start a local Ray).",
+        ),
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):
@@ -85,6 +104,9 @@ def build_options(kw: dict) -> ConvertOptions:
         shard_bytes=int(kw.pop("shard_size") * 1e6),
         compression=None if kw["compression"] == "none" else kw["compression"],
         progress=False if kw.pop("quiet") else None,
+        executor=kw.pop("executor"),
+        unit_episodes=kw.pop("unit_episodes"),
+        address=kw.pop("address"),
     )
 
 
@@ -176,7 +198,7 @@ def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, tas
 
 
 @convert.command("rlds")
-@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("src")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option(
     "--split",
@@ -252,7 +274,7 @@ def parse_cameras(items: tuple[str, ...]) -> dict[str, str]:
 
 
 @convert.command("lerobot")
-@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("src")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--action-key", default=None, help="Action column (default: action, else actions).")
 @click.option("--state-key", default=None, help="State column (default: observation.state, else state).")

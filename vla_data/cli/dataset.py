@@ -10,11 +10,12 @@ from vla_data.cli.errors import friendly_errors
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @friendly_errors
 def info(out: str, as_json: bool) -> None:
-    """Summarise a converted dataset: episodes, frames, tasks, features, shards."""
+    """Summarise a converted dataset: episodes, frames, tasks, features, shards. OUT may be a
+    pyarrow filesystem URI (file://, s3://, ...)."""
     from vla_data.info import dataset_summary, describe_dataset
 
     click.echo(json.dumps(dataset_summary(out), indent=1) if as_json else describe_dataset(out))
@@ -69,3 +70,18 @@ def demo(out: str) -> None:
     from vla_data.demo import run_demo
 
     run_demo(out, echo=click.echo)
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="New dataset folder.")
+@friendly_errors
+def merge(inputs, output) -> None:
+    """Concatenate converted datasets with the same features and fps into one: episodes are
+    renumbered, task lists merged and statistics recomputed. Use it to join pieces converted on
+    different machines."""
+    from vla_data.info import describe_dataset
+    from vla_data.shards.merge import merge_datasets
+
+    merge_datasets(list(inputs), output)
+    click.echo(describe_dataset(output))

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vla_data.errors import ShardError
-from vla_data.schema import Feature, column_to_numpy
-from vla_data.shards.manifest import EPISODES_FILE, Manifest, ShardInfo, load_manifest
+from vla_data.errors import FormatVersionError, ShardError
+from vla_data.schema import FORMAT_VERSION, Feature, column_to_numpy
+from vla_data.shards.manifest import EPISODES_FILE, MANIFEST_FILE, Manifest, ShardInfo, load_manifest
 from vla_data.stats import RunningStats
+from vla_data.storage import filesystem, is_uri
 
 
 def open_arrow_file(path: Path) -> pa.Table:
@@ -21,6 +22,13 @@ def open_arrow_file(path: Path) -> pa.Table:
         return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
     except (OSError, pa.ArrowInvalid) as e:
         raise ShardError(f"{path}: cannot be read as an Arrow IPC file ({e})") from e
+
+
+def _check_version(manifest: Manifest, where: str) -> None:
+    if manifest.format_version != FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{where}: format_version {manifest.format_version!r} is not supported (supports {FORMAT_VERSION})"
+        )
 
 
 def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, Feature]) -> dict[str, Any]:
@@ -40,21 +48,44 @@ def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, F
 class ShardDataset:
     """Random access to the steps and episodes of a converted dataset.
 
-    Shards are memory-mapped on first use, so reading one step touches only that step's shard,
-    and worker processes share the page cache instead of copying data.
+    Local shards are memory-mapped on first use, so reading one step touches only that step's
+    shard and worker processes share the page cache. A URI root (file://, s3://, gs://, hdfs://)
+    is read through its pyarrow filesystem one episode (one record batch) at a time: ranged reads,
+    never a whole-file download.
     """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.manifest: Manifest = load_manifest(self.root)
-        episodes = open_arrow_file(self.root / EPISODES_FILE)
+        self.uri = str(root) if is_uri(root) else None
+        if self.uri:
+            self.filesystem, inner = filesystem(root)
+            self.root = Path(inner)
+            self.manifest = Manifest.from_json(json.loads(self._read_bytes(MANIFEST_FILE)))
+            _check_version(self.manifest, self.uri)
+            episodes = pa.ipc.open_file(pa.py_buffer(self._read_bytes(EPISODES_FILE))).read_all()
+        else:
+            self.root = Path(root)
+            self.manifest = load_manifest(self.root)
+            episodes = open_arrow_file(self.root / EPISODES_FILE)
         self.episode_shard = episodes.column("shard").to_numpy()
         self.episode_offset = episodes.column("row_offset").to_numpy()
         self.episode_length = episodes.column("length").to_numpy()
         self.episode_task = episodes.column("task_index").to_numpy()
         self.episode_source = episodes.column("source_ref").to_pylist()
         self.episode_start = np.concatenate([[0], np.cumsum(self.episode_length)])
-        self._tables: dict[int, pa.Table] = {}
+        # k-th episode of its shard = k-th record batch: the writer and merge write one batch per episode
+        order = np.lexsort((self.episode_offset, self.episode_shard))
+        self.episode_batch = np.empty(len(order), np.int64)
+        for shard in np.unique(self.episode_shard):
+            members = order[self.episode_shard[order] == shard]
+            self.episode_batch[members] = np.arange(len(members))
+        self._tables: dict[int, Any] = {}
+
+    def _read_bytes(self, name: str) -> bytes:
+        try:
+            with self.filesystem.open_input_stream(f"{self.root}/{name}") as f:
+                return f.read()
+        except FileNotFoundError as e:
+            raise ShardError(f"{self.uri}: no {name}: not a complete vla-data dataset") from e
 
     def __len__(self) -> int:
         return int(self.episode_start[-1])
@@ -72,17 +103,35 @@ class ShardDataset:
         return len(self.episode_length)
 
     def shard_table(self, shard: int) -> pa.Table:
+        """A whole shard (memory-mapped when local)."""
+        if self.uri:
+            reader = self._remote_reader(shard)
+            return pa.Table.from_batches([reader.get_batch(i) for i in range(reader.num_record_batches)])
         table = self._tables.get(shard)
         if table is None:
             table = open_arrow_file(self.root / self.manifest.shards[shard].file)
             self._tables[shard] = table
         return table
 
+    def _remote_reader(self, shard: int) -> pa.ipc.RecordBatchFileReader:
+        reader = self._tables.get(shard)
+        if reader is None:
+            path = f"{self.root}/{self.manifest.shards[shard].file}"
+            reader = pa.ipc.open_file(self.filesystem.open_input_file(path))
+            self._tables[shard] = reader
+        return reader
+
     def episode_table(self, episode: int) -> pa.Table:
-        """The rows of one episode (a zero-copy slice of its shard)."""
+        """The rows of one episode (a zero-copy slice of its shard, or one ranged read remotely)."""
         if not 0 <= episode < self.num_episodes:
             raise IndexError(f"episode {episode} out of range (dataset has {self.num_episodes})")
-        table = self.shard_table(int(self.episode_shard[episode]))
+        shard = int(self.episode_shard[episode])
+        if self.uri:
+            batch = self._remote_reader(shard).get_batch(int(self.episode_batch[episode]))
+            if batch.num_rows != self.episode_length[episode]:
+                raise ShardError(f"{self.uri}: shard {shard} does not hold one record batch per episode")
+            return pa.Table.from_batches([batch])
+        table = self.shard_table(shard)
         return table.slice(int(self.episode_offset[episode]), int(self.episode_length[episode]))
 
     def episode(self, episode: int) -> dict[str, Any]:

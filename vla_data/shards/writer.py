@@ -321,30 +321,42 @@ class ShardWriter:
         return max((row["task_index"] + 1 for row in closed), default=0)
 
     # -- commit ----------------------------------------------------------------------------------
-    def finish(self) -> Manifest:
-        """Close the last shard, compute statistics and commit `episodes.arrow` + `manifest.json`."""
+    def finish(self, *, allow_empty: bool = False) -> Manifest:
+        """Close the last shard, compute statistics and commit `episodes.arrow` + `manifest.json`.
+
+        `allow_empty` commits a dataset with no episode (a conversion unit whose episodes were all
+        skipped); otherwise that is an error."""
         if self._open is not None:
             self._close_shard()
-        if not self.episode_rows:
+        if not self.episode_rows and not allow_empty:
             reasons = "; ".join(s["reason"] for s in self.skipped[:3])
             raise ShardError(
                 f"no episode was converted into {self.out}" + (f" (skipped: {reasons})" if reasons else "")
             )
-        episodes = pa.Table.from_pylist(self.episode_rows, schema=EPISODES_SCHEMA)
-        tmp = self.out / (EPISODES_FILE + ".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EPISODES_SCHEMA) as writer:
-            writer.write_table(episodes)
-        os.replace(tmp, self.out / EPISODES_FILE)
-        manifest = Manifest(
-            fps=self.fps,
-            features=self.features,
-            tasks=self.tasks,
-            shards=self.shards,
-            source=self.source,
-            stats=stats_from_shards(self.out, self.shards, self.features),
-            skipped=[{k: v for k, v in s.items() if k != "position"} for s in self.skipped],
-            created_by=f"vla-data {__version__}",
+        manifest = commit_dataset(
+            self.out,
+            Manifest(
+                fps=self.fps or 0.0,
+                features=self.features or {},
+                tasks=self.tasks,
+                shards=self.shards,
+                source=self.source,
+                skipped=[{k: v for k, v in s.items() if k != "position"} for s in self.skipped],
+            ),
+            self.episode_rows,
         )
-        write_json_atomic(self.out / MANIFEST_FILE, manifest.to_json())
         (self.out / PROGRESS_FILE).unlink(missing_ok=True)
         return manifest
+
+
+def commit_dataset(out: Path, manifest: Manifest, episode_rows: list[dict[str, Any]]) -> Manifest:
+    """Write `episodes.arrow`, compute statistics from the shards, then write `manifest.json` last."""
+    episodes = pa.Table.from_pylist(episode_rows, schema=EPISODES_SCHEMA)
+    tmp = out / (EPISODES_FILE + ".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EPISODES_SCHEMA) as writer:
+        writer.write_table(episodes)
+    os.replace(tmp, out / EPISODES_FILE)
+    manifest.stats = stats_from_shards(out, manifest.shards, manifest.features)
+    manifest.created_by = f"vla-data {__version__}"
+    write_json_atomic(out / MANIFEST_FILE, manifest.to_json())
+    return manifest

@@ -24,6 +24,7 @@ from vla_data.episode import Episode
 from vla_data.errors import SourceError
 from vla_data.schema import ACTION, IMAGE_PREFIX, STATE
 from vla_data.sources import natural_key
+from vla_data.storage import local_path
 
 Layout = Literal["aloha", "robomimic", "map"]
 
@@ -41,7 +42,7 @@ def expand_paths(src: str | Path | list[str]) -> list[str]:
     """A file, a folder (its *.hdf5 / *.h5 files) or a glob -> sorted list of files."""
     sources = [src] if isinstance(src, (str, Path)) else list(src)
     files: list[str] = []
-    for item in map(str, sources):
+    for item in (str(local_path(s, what="source")) for s in sources):
         if os.path.isdir(item):
             files += [
                 p

@@ -24,6 +24,7 @@ from vla_data.episode import Episode
 from vla_data.errors import SourceError
 from vla_data.schema import ACTION, IMAGE_PREFIX, STATE
 from vla_data.sources.video import VideoFrames
+from vla_data.storage import local_path
 
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
 INDEX_COLUMNS = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
@@ -52,7 +53,7 @@ class LeRobotSource:
     @classmethod
     def from_path(cls, root: str | Path, **options: Any) -> LeRobotSource:
         cameras = options.pop("cameras", None) or {}
-        return cls(root=str(root), cameras=tuple(dict(cameras).items()), **options)
+        return cls(root=str(local_path(root, what="source")), cameras=tuple(dict(cameras).items()), **options)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ from vla_data.schema import ACTION, IMAGE_PREFIX, STATE
 from vla_data.sources.example import ExampleError, parse_example
 from vla_data.sources.tfds_features import Leaf, decode_leaves, parse_features
 from vla_data.sources.tfrecord import read_record, record_offsets
+from vla_data.storage import local_path
 
 STEP_FLAGS = ("reward", "discount", "is_first", "is_last", "is_terminal")
 STATE_CANDIDATES = ("steps/observation/state", "steps/observation/proprio")
@@ -61,7 +62,7 @@ class RLDSSource:
     @classmethod
     def from_path(cls, root: str | Path, **options: Any) -> RLDSSource:
         mapping = options.pop("mapping", None) or {}
-        return cls(root=str(root), mapping=tuple(dict(mapping).items()), **options)
+        return cls(root=str(local_path(root, what="source")), mapping=tuple(dict(mapping).items()), **options)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,104 @@
+"""Conversion as units of work: each unit (a range of episodes) writes its own small dataset under
+`OUT/.units/`, then a merge writes the final shards, `episodes.arrow` and `manifest.json`.
+
+The same units run in-process, in a local process pool, or as Ray tasks; the output depends only
+on the unit size, never on the executor. Finished units are kept until the merge, so `--resume`
+redoes only unfinished ones.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from vla_data.errors import ShardError
+from vla_data.shards.manifest import MANIFEST_FILE, Manifest, load_manifest
+from vla_data.shards.merge import STAGING_DIR, merge_datasets
+
+
+def unit_dir(out: Path, index: int) -> Path:
+    return out / STAGING_DIR / f"unit-{index:05d}"
+
+
+def convert_unit(source, refs: list[dict[str, Any]], out: str, options, feature_names) -> str:
+    """One unit: a plain conversion of `refs` into `out` (resumed if a previous run started it)."""
+    from vla_data.convert import convert
+
+    unit_options = replace(options, executor="stream", workers=1, resume=Path(out).exists(), progress=False)
+    convert(source, out, unit_options, refs=refs, feature_names=feature_names, allow_empty=True)
+    return out
+
+
+def convert_in_units(source, out: str | Path, options) -> Manifest:
+    out = Path(out)
+    if (out / MANIFEST_FILE).exists():
+        if options.resume:
+            return load_manifest(out)
+        raise ShardError(f"{out} already holds a complete dataset; choose another OUT or delete it")
+    if out.exists() and any(p.name != STAGING_DIR for p in out.iterdir()):
+        raise ShardError(f"{out} is not empty and holds no vla-data conversion; choose an empty OUT")
+    if (out / STAGING_DIR).exists() and not options.resume:
+        raise ShardError(
+            f"{out} holds an interrupted conversion; pass --resume to continue it or delete the folder"
+        )
+    refs = source.episode_refs()
+    feature_names = source.feature_names() if hasattr(source, "feature_names") else None
+    size = options.unit_episodes
+    jobs = [
+        (source, refs[start : start + size], str(unit_dir(out, k)), options, feature_names)
+        for k, start in enumerate(range(0, len(refs), size))
+    ]
+    show = sys.stderr.isatty() if options.progress is None else options.progress
+    with tqdm(total=len(jobs), unit="unit", desc=f"convert ({options.executor})", disable=not show) as bar:
+        if options.executor == "ray":
+            _run_on_ray(jobs, options, bar)
+        else:
+            _run_locally(jobs, options.workers, bar)
+    description = {**source.describe(), "convert_options": options.describe()}
+    manifest = merge_datasets([job[2] for job in jobs], out, source=description)
+    shutil.rmtree(out / STAGING_DIR)
+    return manifest
+
+
+def _run_locally(jobs: list[tuple], workers: int, bar) -> None:
+    if workers == 1:
+        for job in jobs:
+            convert_unit(*job)
+            bar.update(1)
+        return
+    with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in cf.as_completed([pool.submit(convert_unit, *job) for job in jobs]):
+            future.result()
+            bar.update(1)
+
+
+def _run_on_ray(jobs: list[tuple], options, bar) -> None:
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("--executor ray needs Ray: pip install 'vla-data[ray]'") from e
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            address=options.address,
+            num_cpus=None if options.address else options.workers,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    try:
+        task = ray.remote(num_cpus=1)(convert_unit)
+        pending = [task.remote(*job) for job in jobs]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            ray.get(done)  # re-raises the unit's error (a subclass of the original, e.g. SourceError)
+            bar.update(len(done))
+    finally:
+        if started:
+            ray.shutdown()
