@@ -494,3 +494,35 @@ def format_loader_table(result: dict[str, Any]) -> str:
     for index, sizes in rss.items():
         lines.append(f"worker RSS after {index:>5} batches: " + ", ".join(f"{s:.0f} MB" for s in sizes))
     return "\n".join(lines)
+
+
+def compare_fast_modes(golden: str | Path) -> list[dict[str, Any]]:
+    """Tokens per chunk of `default` vs `compat` FAST fitted on the same chunks, for each golden
+    set folder under `golden` (`fit_chunks.npy` to fit, `chunks.npy` to encode)."""
+    import numpy as np
+
+    from vla_data.tokenizers import FastTokenizer
+
+    rows = []
+    for folder in sorted(p for p in Path(golden).iterdir() if (p / "fit_chunks.npy").exists()):
+        fit, chunks = np.load(folder / "fit_chunks.npy"), np.load(folder / "chunks.npy")
+        row = {"set": folder.name, "shape": f"{chunks.shape[1]}x{chunks.shape[2]}", "fit_chunks": len(fit)}
+        decoded = {}
+        for mode in ("compat", "default"):
+            fast = FastTokenizer.fit(fit, mode=mode)
+            ids = fast.encode(chunks)
+            row[mode] = float(np.mean([len(x) for x in ids]))
+            decoded[mode], _ = fast.decode(ids, horizon=chunks.shape[1], action_dim=chunks.shape[2])
+        row["identical_reconstruction"] = bool(np.array_equal(decoded["compat"], decoded["default"]))
+        row["saving"] = 1 - row["default"] / row["compat"]
+        rows.append(row)
+    return rows
+
+
+def format_modes_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'set':<18}{'shape':>7}{'compat':>9}{'default':>9}{'saving':>8}  same decode"]
+    for r in rows:
+        lines.append(
+            f"{r['set']:<18}{r['shape']:>7}{r['compat']:>9.1f}{r['default']:>9.1f}{r['saving']:>8.1%}  {r['identical_reconstruction']}"
+        )
+    return "\n".join(lines)

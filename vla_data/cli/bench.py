@@ -97,13 +97,25 @@ def bench_convert(
 @click.option("--chunks", type=int, default=2000, show_default=True, help="Chunks per shape.")
 @click.option("--fit-chunks", type=int, default=100_000, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
+@click.option(
+    "--compare-modes",
+    "golden",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Instead: tokens per chunk of default vs compat on golden sets (e.g. ../shared/data/fast_golden).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_tokenizer(mode, chunks, fit_chunks, repeats, as_json) -> None:
+def bench_tokenizer(mode, chunks, fit_chunks, repeats, golden, as_json) -> None:
     """FAST encode/decode chunks/s, batched vs the reference's per-chunk loop (10x7, 30x26, 50x14),
     the share of encode time spent in BPE, and fit seconds."""
     from vla_data.bench import bench_tokenizer as run
-    from vla_data.bench import format_tokenizer_table
+    from vla_data.bench import compare_fast_modes, format_modes_table, format_tokenizer_table
+
+    if golden:
+        rows = compare_fast_modes(golden)
+        click.echo(json.dumps(rows, indent=1) if as_json else format_modes_table(rows))
+        return
 
     result = run(mode=mode, chunks=chunks, fit_chunks=fit_chunks, repeats=repeats)
     click.echo(json.dumps(result, indent=1) if as_json else format_tokenizer_table(result))

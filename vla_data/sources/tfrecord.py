@@ -11,6 +11,7 @@ import gzip
 import struct
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import crc32c
 
@@ -78,26 +79,19 @@ def _header(f, path: str, offset: int) -> int | None:
 @_gzip_errors
 def record_offsets(path: str) -> Iterator[tuple[int, int]]:
     """(offset, length) of every record, reading only headers (length CRCs checked)."""
+    size = None if is_gzip(path) else Path(path).stat().st_size  # a GZIP stream's size is unknown
     with _open(path) as f:
         offset = 0
         while (length := _header(f, path, offset)) is not None:
             f.seek(length + 4, 1)
             end = offset + HEADER.size + length + 4
-            if f.tell() != end or (not is_gzip(path) and f.tell() > _size(f)):
+            if f.tell() != end or (size is not None and end > size):
                 raise SourceError(
                     f"truncated TFRecord: the record at byte offset {offset} ends past the end of the file",
                     file=path,
                 )
             yield offset, length
             offset = end
-
-
-def _size(f) -> int:
-    here = f.tell()
-    f.seek(0, 2)
-    size = f.tell()
-    f.seek(here)
-    return size
 
 
 def read_record(path: str, offset: int) -> bytes:

@@ -1,0 +1,49 @@
+"""The benchmark commands run and report the fields the README quotes (speed is never asserted)."""
+
+import json
+
+from click.testing import CliRunner
+
+from vla_data.cli import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_bench_tokenizer_small():
+    result = json.loads(
+        run("bench", "tokenizer", "--chunks", "50", "--fit-chunks", "300", "--repeats", "1", "--json")
+    )
+    assert [r["shape"] for r in result["rows"]] == ["10x7", "30x26", "50x14"]
+    for row in result["rows"]:
+        assert row["encode_batched_per_s"] > 0 and 0 < row["bpe_share_of_encode"]
+    assert result["fit"]["chunks"] == 300
+
+
+def test_bench_compare_modes_on_golden_sets(shared_data):
+    rows = json.loads(run("bench", "tokenizer", "--compare-modes", shared_data / "fast_golden", "--json"))
+    assert {r["set"] for r in rows} == {"g1_humanoid", "lingzu_dual_arm", "so101", "synthetic_10x7"}
+    assert all(r["identical_reconstruction"] and r["default"] < r["compat"] for r in rows)
+
+
+def test_bench_convert_small(tmp_path):
+    result = json.loads(
+        run(
+            "bench",
+            "convert",
+            "--frames",
+            "200",
+            "--episode-length",
+            "100",
+            "--workers",
+            "1",
+            "--dir",
+            tmp_path,
+            "--json",
+        )
+    )
+    assert result["frames"] == 200 and result["convert"]["stream --workers 1"]["frames_per_s"] > 0
+    assert result["convert"]["stream --workers 1"]["peak_rss_main_mb"] > 0
