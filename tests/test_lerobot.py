@@ -178,3 +178,36 @@ def test_video_shorter_than_data_names_episode_camera_timestamp(tmp_path):
     ):
         convert(LeRobotSource.from_path(tmp_path / "ds"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_v21_images_stored_as_files_next_to_the_parquet(shared_data, tmp_path):
+    """Before consolidation lerobot keeps frames as images/<key>/episode_N/frame_M.png and the parquet
+    column holds only the path."""
+    root = tmp_path / "ds"
+    shutil.copytree(shared_data / "lerobot" / "v21_image_lerobot033", root)
+    path = root / "data" / "chunk-000" / "episode_000002.parquet"
+    path.chmod(0o644)
+    table = pq.read_table(path)
+    originals = {}
+    for key in ("observation.images.agentview", "observation.images.wrist"):
+        items = table.column(key).to_pylist()
+        originals[key] = [x["bytes"] for x in items]
+        paths = []
+        for t, item in enumerate(items):
+            relative = f"images/{key}/episode_000002/frame_{t:06d}.png"
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_bytes(item["bytes"])
+            paths.append({"bytes": None, "path": relative})
+        table = table.set_column(
+            table.column_names.index(key), key, pa.array(paths, type=table.schema.field(key).type)
+        )
+    pq.write_table(table, path)
+    convert(LeRobotSource.from_path(root), tmp_path / "out")
+    episode = ShardDataset(tmp_path / "out").episode(2)
+    assert episode["observation.images.wrist"] == originals["observation.images.wrist"]
+    (root / "images" / "observation.images.wrist" / "episode_000002" / "frame_000004.png").unlink()
+    with pytest.raises(
+        SourceError,
+        match=r"episode 2, key 'observation.images.wrist': step 4: image file .*frame_000004.png is missing",
+    ):
+        convert(LeRobotSource.from_path(root), tmp_path / "out2")

@@ -351,3 +351,69 @@ def test_fast_cache_is_used_and_gives_the_same_tokens(data, tmp_path):
         assert_batches_equal(x, y)
     other = make_loader(dataclasses.replace(config, horizon=5))
     assert other.sources[0].cache_paths[0] is None  # a different horizon never reads this cache
+
+
+def test_hugging_face_text_tokenizer_json(data, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = ["Task: pick up the cube, State: 1 2 3;", "Action: |", "what shape is shown? circle square"]
+    tokenizer.train_from_iterator(
+        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"])
+    )
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    loader = make_loader(make_config(data, text_tokenizer=str(tmp_path / "tokenizer.json")))
+    text = loader.prompt.text
+    assert (text.pad_id, text.bos_id, text.eos_id) == (0, 1, 2)
+    batch = next(iter(loader))
+    assert (batch["tokens"][:, 0] == 1).all()  # BOS first
+    fast_ids = batch["tokens"][batch["fast_token_mask"]]
+    assert (fast_ids >= text.vocab_size).all()  # append mapping: FAST rows after the text vocabulary
+    with pytest.raises(VlaDataError, match="no token '<s>'"):
+        make_loader(
+            make_config(
+                data,
+                text_tokenizer=str(tmp_path / "tokenizer.json"),
+                text_special_tokens={"bos": "<s>", "eos": "<eos>", "pad": "<pad>"},
+            )
+        )
+
+
+def test_web_sources_from_saved_datasets_and_parquet(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vla_data.images import encode_image
+
+    images = [encode_image(np.full((8, 8, 3), 40 * i, np.uint8), "png") for i in range(3)]
+    rows = {
+        "image": [{"bytes": b, "path": None} for b in images],
+        "question": ["q0", "", "q2"],
+        "answer": ["a0", "a1", "a2"],
+    }
+    features = datasets.Features(
+        {"image": datasets.Image(), "question": datasets.Value("string"), "answer": datasets.Value("string")}
+    )
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "hf"))
+    convert(WebSource(str(tmp_path / "hf")), tmp_path / "from_hf")
+    pq.write_table(
+        pa.table({"img": [{"bytes": b, "path": None} for b in images], "caption": ["c0", "c1", "c2"]}),
+        tmp_path / "caps.parquet",
+    )
+    convert(
+        WebSource(
+            str(tmp_path / "caps.parquet"),
+            image_field="img",
+            prompt_field=None,
+            answer_field="caption",
+            kind="caption",
+        ),
+        tmp_path / "from_parquet",
+    )
+    hf, parquet = ShardDataset(tmp_path / "from_hf"), ShardDataset(tmp_path / "from_parquet")
+    assert [hf.step(i)["prompt"] for i in range(3)] == ["q0", "caption en", "q2"]
+    assert [parquet.step(i)["answer"] for i in range(3)] == ["c0", "c1", "c2"]
+    assert parquet.step(2)["kind"] == "caption" and parquet.step(2)["observation.images.image"] == images[2]
+    assert hf.step(1)["observation.images.image"] == images[1]
