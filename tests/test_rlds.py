@@ -9,6 +9,7 @@ import pytest
 
 from vla_data.convert import ConvertOptions, convert
 from vla_data.errors import SourceError
+from vla_data.samples import tfds_dict, tfds_image, tfds_steps, tfds_tensor, tfds_text, write_tfds
 from vla_data.shards import ShardDataset
 from vla_data.shards.manifest import MANIFEST_FILE
 from vla_data.sources.example import encode_example, parse_example
@@ -124,76 +125,17 @@ def test_truncated_file_is_a_clear_error(shared_data, tmp_path):
     assert manifest.num_episodes == 4 and "truncated" in manifest.skipped[0]["reason"]
 
 
-def synthetic_tfds(
-    folder, *, compress=False, feature_type="tensorflow_datasets.core.features.tensor_feature.Tensor"
-):
+def synthetic_tfds(folder, *, compress=False, kind="tensor_feature.Tensor"):
     """A minimal TFDS folder written by this test: 3 episodes, action (2,), state (3,), one PNG camera."""
     from vla_data.images import encode_image
 
-    folder.mkdir(parents=True)
-
-    def tensor(dims, dtype="float32"):
-        shape = {"dimensions": [str(d) for d in dims]}
-        return {
-            "pythonClassName": feature_type,
-            "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
-        }
-
-    features = {
-        "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
-        "featuresDict": {
-            "features": {
-                "steps": {
-                    "pythonClassName": "tensorflow_datasets.core.features.dataset_feature.Dataset",
-                    "sequence": {
-                        "feature": {
-                            "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
-                            "featuresDict": {
-                                "features": {
-                                    "action": tensor([2]),
-                                    "is_last": tensor([], "bool"),
-                                    "observation": {
-                                        "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
-                                        "featuresDict": {
-                                            "features": {
-                                                "state": tensor([3], "float64"),
-                                                "cam": {
-                                                    "pythonClassName": "tensorflow_datasets.core.features.image_feature.Image",
-                                                    "image": {
-                                                        "dtype": "uint8",
-                                                        "encodingFormat": "png",
-                                                        "shape": {"dimensions": ["8", "8", "3"]},
-                                                    },
-                                                },
-                                            }
-                                        },
-                                    },
-                                    "language_instruction": {
-                                        "pythonClassName": "tensorflow_datasets.core.features.text_feature.Text",
-                                        "text": {},
-                                    },
-                                }
-                            },
-                        },
-                        "length": "-1",
-                    },
-                }
-            }
-        },
+    observation = tfds_dict({"state": tfds_tensor([3], "float64", kind=kind), "cam": tfds_image(8, 8, "png")})
+    step = {
+        "action": tfds_tensor([2], kind=kind),
+        "is_last": tfds_tensor([], "bool", kind=kind),
+        "observation": observation,
+        "language_instruction": tfds_text(),
     }
-    (folder / "features.json").write_text(json.dumps(features))
-    info = {
-        "name": "toy",
-        "fileFormat": "tfrecord",
-        "splits": [
-            {
-                "name": "train",
-                "filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-                "shardLengths": ["3"],
-            }
-        ],
-    }
-    (folder / "dataset_info.json").write_text(json.dumps(info))
     rng = np.random.default_rng(0)
     episodes, records = [], []
     for e in range(3):
@@ -205,17 +147,15 @@ def synthetic_tfds(
         }
         episodes.append(episode)
         records.append(
-            encode_example(
-                {
-                    "steps/action": episode["action"],
-                    "steps/is_last": np.arange(steps) == steps - 1,
-                    "steps/observation/state": episode["state"],
-                    "steps/observation/cam": [encode_image(f, "png") for f in episode["frames"]],
-                    "steps/language_instruction": [f"task {e}".encode()] * steps,
-                }
-            )
+            {
+                "steps/action": episode["action"],
+                "steps/is_last": np.arange(steps) == steps - 1,
+                "steps/observation/state": episode["state"],
+                "steps/observation/cam": [encode_image(f, "png") for f in episode["frames"]],
+                "steps/language_instruction": [f"task {e}".encode()] * steps,
+            }
         )
-    write_records(str(folder / "toy-train.tfrecord-00000-of-00001"), records, compress=compress)
+    write_tfds(folder, "toy", {"steps": tfds_steps(step)}, [records], compress=compress)
     return episodes
 
 
@@ -239,7 +179,7 @@ def test_written_dataset_plain_and_gzip(tmp_path, compress):
 
 
 def test_unknown_feature_type_names_it(tmp_path):
-    synthetic_tfds(tmp_path / "toy", feature_type="tensorflow_datasets.core.features.video_feature.Video")
+    synthetic_tfds(tmp_path / "toy", kind="video_feature.Video")
     with pytest.raises(SourceError, match=r"features\.json.*steps/action.*unknown feature type .*Video"):
         convert(RLDSSource.from_path(tmp_path / "toy"), tmp_path / "out")
 

@@ -73,90 +73,108 @@ def write_aloha_sample(
     return paths
 
 
+TFDS_CLASS = "tensorflow_datasets.core.features."
+
+
+def tfds_tensor(dims: list[int], dtype: str = "float32", *, kind: str = "tensor_feature.Tensor") -> dict:
+    """A features.json Tensor node (`kind` lets tests write unknown feature types)."""
+    shape = {"dimensions": [str(d) for d in dims]}
+    return {
+        "pythonClassName": TFDS_CLASS + kind,
+        "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
+    }
+
+
+def tfds_image(height: int, width: int, encoding: str = "jpeg") -> dict:
+    shape = {"dimensions": [str(height), str(width), "3"]}
+    return {
+        "pythonClassName": TFDS_CLASS + "image_feature.Image",
+        "image": {"dtype": "uint8", "encodingFormat": encoding, "shape": shape},
+    }
+
+
+def tfds_text() -> dict:
+    return {"pythonClassName": TFDS_CLASS + "text_feature.Text", "text": {}}
+
+
+def tfds_dict(features: dict) -> dict:
+    return {
+        "pythonClassName": TFDS_CLASS + "features_dict.FeaturesDict",
+        "featuresDict": {"features": features},
+    }
+
+
+def tfds_steps(step: dict) -> dict:
+    return {
+        "pythonClassName": TFDS_CLASS + "dataset_feature.Dataset",
+        "sequence": {"feature": tfds_dict(step), "length": "-1"},
+    }
+
+
+def write_tfds(
+    folder: Path,
+    name: str,
+    features: dict,
+    shards: list[list[dict]],
+    *,
+    split: str = "train",
+    compress: bool = False,
+) -> None:
+    """A TFDS version folder: features.json, dataset_info.json and one TFRecord file per shard,
+    each record a `tf.train.Example` of flattened features (`steps/observation/image`, ...)."""
+    from vla_data.sources.example import encode_example
+    from vla_data.sources.tfrecord import write_records
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "features.json").write_text(json.dumps(tfds_dict(features)))
+    template = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+    info = {
+        "name": name,
+        "fileFormat": "tfrecord",
+        "splits": [
+            {"name": split, "filepathTemplate": template, "shardLengths": [str(len(s)) for s in shards]}
+        ],
+    }
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    for index, records in enumerate(shards):
+        path = folder / f"{name}-{split}.tfrecord-{index:05d}-of-{len(shards):05d}"
+        write_records(str(path), [encode_example(r) for r in records], compress=compress)
+
+
 def write_rlds_sample(
     folder: Path, *, episodes: int, steps: int, image_size: tuple[int, int], shards: int = 4
 ) -> None:
     """A TFDS-layout RLDS dataset (Open X-Embodiment style features, two JPEG cameras)."""
-    import numpy as np
-
     from vla_data.images import encode_image
-    from vla_data.sources.example import encode_example
-    from vla_data.sources.tfrecord import write_records
 
-    def tensor(dims, dtype="float32"):
-        shape = {"dimensions": [str(d) for d in dims]}
-        return {
-            "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
-            "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
-        }
-
-    def image():
-        shape = {"dimensions": [str(image_size[0]), str(image_size[1]), "3"]}
-        return {
-            "pythonClassName": "tensorflow_datasets.core.features.image_feature.Image",
-            "image": {"dtype": "uint8", "encodingFormat": "jpeg", "shape": shape},
-        }
-
-    def group(features):
-        return {
-            "pythonClassName": "tensorflow_datasets.core.features.features_dict.FeaturesDict",
-            "featuresDict": {"features": features},
-        }
-
-    step = group(
-        {
-            "action": tensor([7]),
-            "reward": tensor([]),
-            "is_first": tensor([], "bool"),
-            "is_last": tensor([], "bool"),
-            "observation": group({"state": tensor([7]), "image": image(), "wrist_image": image()}),
-        }
+    observation = tfds_dict(
+        {"state": tfds_tensor([7]), "image": tfds_image(*image_size), "wrist_image": tfds_image(*image_size)}
     )
-    features = group(
-        {
-            "steps": {
-                "pythonClassName": "tensorflow_datasets.core.features.dataset_feature.Dataset",
-                "sequence": {"feature": step, "length": "-1"},
-            }
-        }
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "features.json").write_text(json.dumps(features))
-    per_shard = [len(part) for part in np.array_split(np.arange(episodes), shards)]
-    info = {
-        "name": "bench",
-        "fileFormat": "tfrecord",
-        "splits": [
-            {
-                "name": "train",
-                "filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-                "shardLengths": [str(n) for n in per_shard],
-            }
-        ],
+    step = {
+        "action": tfds_tensor([7]),
+        "reward": tfds_tensor([]),
+        "is_first": tfds_tensor([], "bool"),
+        "is_last": tfds_tensor([], "bool"),
+        "observation": observation,
     }
-    (folder / "dataset_info.json").write_text(json.dumps(info))
     rng = np.random.default_rng(0)
-    episode = 0
-    for shard, count in enumerate(per_shard):
-        records = []
-        for _ in range(count):
-            state = np.cumsum(rng.normal(0, 0.05, (steps, 7)), axis=0).clip(-1, 1)
-            frames = [render_frames(state[:, k : k + 2], *image_size, (200, 50 * k, 40)) for k in (0, 2)]
-            records.append(
-                encode_example(
-                    {
-                        "steps/action": state.astype(np.float32),
-                        "steps/reward": np.zeros(steps, np.float32),
-                        "steps/is_first": np.arange(steps) == 0,
-                        "steps/is_last": np.arange(steps) == steps - 1,
-                        "steps/observation/state": state.astype(np.float32),
-                        "steps/observation/image": [encode_image(f, "jpeg", 90) for f in frames[0]],
-                        "steps/observation/wrist_image": [encode_image(f, "jpeg", 90) for f in frames[1]],
-                    }
-                )
-            )
-            episode += 1
-        write_records(str(folder / f"bench-train.tfrecord-{shard:05d}-of-{shards:05d}"), records)
+    records = []
+    for _ in range(episodes):
+        state = np.cumsum(rng.normal(0, 0.05, (steps, 7)), axis=0).clip(-1, 1)
+        frames = [render_frames(state[:, k : k + 2], *image_size, (200, 50 * k, 40)) for k in (0, 2)]
+        records.append(
+            {
+                "steps/action": state.astype(np.float32),
+                "steps/reward": np.zeros(steps, np.float32),
+                "steps/is_first": np.arange(steps) == 0,
+                "steps/is_last": np.arange(steps) == steps - 1,
+                "steps/observation/state": state.astype(np.float32),
+                "steps/observation/image": [encode_image(f, "jpeg", 90) for f in frames[0]],
+                "steps/observation/wrist_image": [encode_image(f, "jpeg", 90) for f in frames[1]],
+            }
+        )
+    parts = np.array_split(np.arange(episodes), shards)
+    write_tfds(folder, "bench", {"steps": tfds_steps(step)}, [[records[i] for i in part] for part in parts])
 
 
 def write_lerobot_video_sample(

@@ -20,9 +20,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vla_data.images import encode_image
-from vla_data.samples import write_aloha_sample, write_lerobot_video_sample
-from vla_data.sources.example import encode_example
-from vla_data.sources.tfrecord import record_offsets, write_records
+from vla_data.samples import (
+    tfds_dict,
+    tfds_image,
+    tfds_steps,
+    tfds_tensor,
+    write_aloha_sample,
+    write_lerobot_video_sample,
+    write_tfds,
+)
+from vla_data.sources.tfrecord import record_offsets
 
 
 @dataclass(frozen=True)
@@ -75,65 +82,17 @@ def wrong_dim_mid_dataset(folder: Path) -> list[str]:
 
 
 # -- RLDS ------------------------------------------------------------------------------------------
-def _tfds(
-    folder: Path, *, image=b"", feature_type="tensorflow_datasets.core.features.tensor_feature.Tensor"
-) -> Path:
+def _tfds(folder: Path, *, image=b"", kind="tensor_feature.Tensor") -> Path:
     root = folder / "toy" / "1.0.0"
-    root.mkdir(parents=True)
-    tensor = {
-        "pythonClassName": feature_type,
-        "tensor": {"dtype": "float32", "encoding": "none", "shape": {"dimensions": ["2"]}},
-    }
-    camera = {
-        "pythonClassName": "tensorflow_datasets.core.features.image_feature.Image",
-        "image": {"dtype": "uint8", "encodingFormat": "jpeg", "shape": {"dimensions": ["8", "8", "3"]}},
-    }
-    group = "tensorflow_datasets.core.features.features_dict.FeaturesDict"
-    steps = {
-        "pythonClassName": group,
-        "featuresDict": {
-            "features": {
-                "action": tensor,
-                "observation": {"pythonClassName": group, "featuresDict": {"features": {"image": camera}}},
-            }
-        },
-    }
-    features = {
-        "pythonClassName": group,
-        "featuresDict": {
-            "features": {
-                "steps": {
-                    "pythonClassName": "tensorflow_datasets.core.features.dataset_feature.Dataset",
-                    "sequence": {"feature": steps, "length": "-1"},
-                }
-            }
-        },
-    }
-    (root / "features.json").write_text(json.dumps(features))
-    info = {
-        "name": "toy",
-        "fileFormat": "tfrecord",
-        "splits": [
-            {
-                "name": "train",
-                "filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-                "shardLengths": ["3"],
-            }
-        ],
-    }
-    (root / "dataset_info.json").write_text(json.dumps(info))
+    step = {"action": tfds_tensor([2], kind=kind), "observation": tfds_dict({"image": tfds_image(8, 8)})}
     frame = encode_image(np.full((8, 8, 3), 90, np.uint8), "jpeg")
     records = []
     for e in range(3):
         frames = [frame] * 4
         if e == 1 and image:
             frames[2] = image
-        records.append(
-            encode_example(
-                {"steps/action": np.ones((4, 2), np.float32) * e, "steps/observation/image": frames}
-            )
-        )
-    write_records(str(root / "toy-train.tfrecord-00000-of-00001"), records)
+        records.append({"steps/action": np.ones((4, 2), np.float32) * e, "steps/observation/image": frames})
+    write_tfds(root, "toy", {"steps": tfds_steps(step)}, [records])
     return root
 
 
@@ -160,7 +119,7 @@ def undecodable_jpeg(folder: Path) -> list[str]:
 
 
 def unknown_feature_type(folder: Path) -> list[str]:
-    root = _tfds(folder, feature_type="tensorflow_datasets.core.features.video_feature.Video")
+    root = _tfds(folder, kind="video_feature.Video")
     return ["convert", "rlds", str(root), str(folder / "out")]
 
 
