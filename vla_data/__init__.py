@@ -1,7 +1,7 @@
 """vla-data: robot demonstration data to fast, exact training batches for knowledge-insulated VLAs.
 
-    from vla_data import ConvertOptions, HDF5Source, ShardDataset, FastTokenizer, make_loader
-    from vla_data.convert import convert   # the module of the same name shadows a top-level alias
+from vla_data import ConvertOptions, HDF5Source, ShardDataset, FastTokenizer, make_loader
+from vla_data.convert import convert   # the module of the same name shadows a top-level alias
 """
 
 from importlib import import_module

@@ -1,0 +1,144 @@
+"""Loader benchmark: samples/s per worker count against decode+resize, worker RSS over time."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from vla_data.bench.timing import median_seconds
+
+
+def _children_rss_mb() -> list[float]:
+    """Resident memory of this process's child processes (DataLoader workers), from /proc."""
+    import os
+
+    pids = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+                pids += f.read().split()
+        except OSError:
+            continue
+    sizes = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                rss = next(line for line in f if line.startswith("VmRSS:"))
+            sizes.append(int(rss.split()[1]) / 1024)
+        except (OSError, StopIteration):
+            continue
+    return sizes
+
+
+def bench_loader(
+    *,
+    batch_size: int = 32,
+    horizon: int = 50,
+    batches: int = 150,
+    rss_batches: int = 1000,
+    workers: list[int] = (0, 1, 2),
+    image_size: tuple[int, int] = (240, 320),
+    work_dir: str | None = None,
+) -> dict[str, Any]:
+    """Loader samples/s for batch 32, 2 cameras, H=50 per worker count, the decode+resize bound of
+    the same images, and worker RSS across `rss_batches` batches."""
+    import gc
+
+    import numpy as np
+
+    from vla_data.convert import ConvertOptions, convert
+    from vla_data.loader import LoaderConfig, SourceConfig, make_loader
+    from vla_data.loader.fast_cache import build_fast_cache
+    from vla_data.loader.robot import load_image
+    from vla_data.samples import write_aloha_sample
+    from vla_data.shards import ShardDataset
+    from vla_data.sources.hdf5 import HDF5Source
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        root = Path(tmp)
+        write_aloha_sample(root / "raw", episodes=10, steps=300, height=image_size[0], width=image_size[1])
+        convert(
+            HDF5Source.from_paths(root / "raw", layout="aloha", task="pick up the cube"),
+            root / "robot",
+            ConvertOptions(workers=2),
+        )
+        chunks = sample_chunks([root / "robot"], ChunkSpec(horizon=horizon))
+        FastTokenizer.fit(chunks.values).save_pretrained(root / "fast")
+        config = LoaderConfig(
+            sources=(SourceConfig("robot", (str(root / "robot"),)),),
+            fast_tokenizer=str(root / "fast"),
+            fast_mapping="append",
+            batch_size=batch_size,
+            horizon=horizon,
+            max_tokens=512,
+            samples_per_epoch=batch_size * max(batches, rss_batches),
+        )
+        loader = make_loader(config)
+        build_fast_cache(loader.sources[0], 0)
+
+        ds = ShardDataset(root / "robot")
+        rng = np.random.default_rng(0)
+        picks = rng.integers(0, len(ds), batch_size * 20)
+        frames = [ds.step(int(i)) for i in picks]
+
+        def decode_resize():
+            for step in frames:
+                for cam in ("observation.images.cam_high", "observation.images.cam_left_wrist"):
+                    load_image(step[cam], (224, 224))
+
+        bound = median_seconds(decode_resize, 3) / len(frames)  # seconds per sample
+        runs = {}
+        for n in workers:
+            loader = make_loader(LoaderConfig(**{**vars(config), "num_workers": n}))
+            iterator = iter(loader)
+            next(iterator)  # start workers and warm caches
+            start = time.perf_counter()
+            for _ in range(batches):
+                next(iterator)
+            seconds = time.perf_counter() - start
+            del iterator, loader  # shuts its workers down before the next measurement
+            gc.collect()
+            runs[str(n)] = {
+                "samples_per_s": batches * batch_size / seconds,
+                "batches_per_s": batches / seconds,
+                "ratio_to_bound": (batches * batch_size / seconds) * bound,
+            }
+        loader = make_loader(LoaderConfig(**{**vars(config), "num_workers": 2}))
+        rss = {}
+        for index, _ in enumerate(loader, 1):
+            if index in (100, rss_batches):
+                rss[str(index)] = _children_rss_mb()
+            if index == rss_batches:
+                break
+        return {
+            "batch_size": batch_size,
+            "horizon": horizon,
+            "cameras": 2,
+            "stored_image_size": list(image_size),
+            "model_image_size": [224, 224],
+            "batches": batches,
+            "bound_decode_resize": {"samples_per_s": 1 / bound},
+            "loader": runs,
+            "worker_rss_mb": rss,
+        }
+
+
+def format_loader_table(result: dict[str, Any]) -> str:
+    h, w = result["stored_image_size"]
+    lines = [
+        f"loader: batch {result['batch_size']}, 2 cameras {h}x{w} JPEG -> 224x224, H={result['horizon']}, FAST cached, {result['batches']} batches",
+        f"{'run':<32}{'samples/s':>10}{'batches/s':>11}{'x bound':>9}",
+        f"{'decode + resize only (bound)':<32}{result['bound_decode_resize']['samples_per_s']:>10.0f}{'':>11}{1.0:>9.2f}",
+    ]
+    for n, run in result["loader"].items():
+        lines.append(
+            f"{'loader num_workers=' + n:<32}{run['samples_per_s']:>10.0f}{run['batches_per_s']:>11.1f}{run['ratio_to_bound']:>9.2f}"
+        )
+    rss = result["worker_rss_mb"]
+    for index, sizes in rss.items():
+        lines.append(f"worker RSS after {index:>5} batches: " + ", ".join(f"{s:.0f} MB" for s in sizes))
+    return "\n".join(lines)
