@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from vla_data.errors import VlaDataError
-from vla_data.images import decode_image, resize
+from vla_data.images import decode_for_size
 from vla_data.normalize import Normalizer, pad_dims
 from vla_data.schema import ACTION, IMAGE_PREFIX, STATE, column_to_numpy
 from vla_data.shards import ShardDataset
@@ -48,7 +48,7 @@ def image_slots(
 
 def load_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad."""
-    return np.ascontiguousarray(resize(decode_image(data), *size, "pad").transpose(2, 0, 1))
+    return np.ascontiguousarray(decode_for_size(data, *size, "pad").transpose(2, 0, 1))
 
 
 def load_stored_image(
