@@ -234,3 +234,10 @@ def test_not_hdf5_and_truncated_files(tmp_path, demo_hdf5):
 def test_missing_source_path_is_clear(tmp_path):
     with pytest.raises(SourceError, match="no such file or folder"):
         HDF5Source.from_paths(tmp_path / "nowhere.hdf5")
+
+
+def test_wrong_layout_suggests_the_right_one(demo_hdf5, tmp_path):
+    with pytest.raises(
+        SourceError, match=r"episode_0\.hdf5, key 'data': no 'data' group.*try --layout aloha"
+    ):
+        convert(HDF5Source.from_paths(demo_hdf5 / "episode_0.hdf5"), tmp_path / "out")

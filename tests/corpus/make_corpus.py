@@ -266,7 +266,7 @@ CASES = [
     Case(
         "lerobot_missing_mp4",
         lerobot_missing_mp4,
-        r"episode_000001\.mp4, episode 1, key 'observation\.images\.front': file listed by the dataset metadata is missing",
+        r"episode_000001\.mp4, episode 1, key 'observation\.images\.front': file listed by the dataset metadata is missing; skip such episodes with --on-error skip, or convert without it with --drop-camera observation\.images\.front",
     ),
     Case(
         "lerobot_mp4_fewer_frames",
