@@ -237,7 +237,5 @@ def test_missing_source_path_is_clear(tmp_path):
 
 
 def test_wrong_layout_suggests_the_right_one(demo_hdf5, tmp_path):
-    with pytest.raises(
-        SourceError, match=r"episode_0\.hdf5, key 'data': no 'data' group.*try --layout aloha"
-    ):
+    with pytest.raises(SourceError, match=r"episode_0\.hdf5: no 'data' group.*try --layout aloha"):
         convert(HDF5Source.from_paths(demo_hdf5 / "episode_0.hdf5"), tmp_path / "out")

@@ -135,8 +135,11 @@ class HDF5Source:
             return ["/"]
         if self.layout == "robomimic":
             if "data" not in f:
+                hint = (
+                    "--layout aloha" if "observations" in f and "action" in f else "--layout map with --map"
+                )
                 raise SourceError(
-                    "no 'data' group: not a robomimic/LIBERO file (try --layout map)", file=path, key="data"
+                    f"no 'data' group: not a robomimic/LIBERO file (try {hint})", file=path, key="data"
                 )
             return [f"data/{name}" for name in sorted(f["data"].keys(), key=natural_key)]
         import fnmatch

@@ -256,8 +256,13 @@ class LeRobotSource:
         parts = Path(relative).parts
         if parts and parts[0] == "videos" and self._path(str(Path("video", *parts[1:]))).exists():
             return str(self._path(str(Path("video", *parts[1:]))))
+        hint = (
+            f"; skip such episodes with --on-error skip, or convert without it with --drop-camera {key}"
+            if key
+            else ""
+        )
         raise SourceError(
-            "file listed by the dataset metadata is missing", file=str(path), episode=episode, key=key
+            f"file listed by the dataset metadata is missing{hint}", file=str(path), episode=episode, key=key
         )
 
     def read(self, ref: dict[str, Any]) -> Episode:
