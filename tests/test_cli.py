@@ -99,3 +99,30 @@ def test_console_script_runs_the_demo(tmp_path):
     assert (tmp_path / "demo" / "dataset" / "manifest.json").exists()
     assert "compression vs binning" in proc.stdout
     assert (tmp_path / "demo" / "fast_tokenizer" / "tokenizer.json").exists()
+
+
+def test_compressed_shards_read_back(demo_hdf5, tmp_path):
+    from vla_data.shards import ShardDataset
+
+    run("convert", "hdf5", demo_hdf5, tmp_path / "plain", "--layout", "aloha", "--quiet")
+    result = run(
+        "convert",
+        "hdf5",
+        demo_hdf5,
+        tmp_path / "zstd",
+        "--layout",
+        "aloha",
+        "--quiet",
+        "--compression",
+        "zstd",
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads((tmp_path / "zstd" / "manifest.json").read_text())["source"]["convert_options"][
+            "compression"
+        ]
+        == "zstd"
+    )
+    a, b = ShardDataset(tmp_path / "plain").episode(2), ShardDataset(tmp_path / "zstd").episode(2)
+    assert all((a[k] == b[k]) if isinstance(a[k], list) else (a[k] == b[k]).all() for k in a)
+    assert run("verify", tmp_path / "zstd").exit_code == 0
