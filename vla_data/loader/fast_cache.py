@@ -22,7 +22,7 @@ def build_fast_cache(robot: RobotDataset, d: int, *, progress: bool = False) -> 
     for episode in tqdm(
         range(ds.num_episodes), desc=f"cache {ds.root.name}", disable=not progress, unit="episode"
     ):
-        data = ds.episode(episode)
+        data = ds.episode(episode, [ACTION, STATE])
         actions = data[ACTION].reshape(len(data[ACTION]), -1)
         state = data[STATE].reshape(len(actions), -1) if STATE in data else None
         chunks, _ = robot.normalized_chunks(d, actions, state, np.arange(len(actions)))

@@ -78,7 +78,7 @@ def delta_action_stats(
     pick = np.sort(rng.choice(len(episodes), min(DELTA_STATS_CHUNKS, len(episodes)), replace=False))
     stats = RunningStats()
     for episode in np.unique(episodes[pick]):
-        data = dataset.episode(int(episode))
+        data = dataset.episode(int(episode), [ACTION, STATE])
         starts = frames[pick][episodes[pick] == episode]
         rows, _ = chunk_indices(len(data[ACTION]), starts, horizon)
         chunks = delta_chunk(data[ACTION][rows], data[STATE][starts], dims)  # [n, H, D]

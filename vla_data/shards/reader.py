@@ -134,9 +134,13 @@ class ShardDataset:
         table = self.shard_table(shard)
         return table.slice(int(self.episode_offset[episode]), int(self.episode_length[episode]))
 
-    def episode(self, episode: int) -> dict[str, Any]:
-        """Every column of one episode: numeric ones as `[T, ...]` arrays, images as lists of bytes."""
-        return self.columns(self.episode_table(episode))
+    def episode(self, episode: int, columns: list[str] | None = None) -> dict[str, Any]:
+        """The columns of one episode (all by default): numeric ones as `[T, ...]` arrays, images as
+        lists of bytes. Name only the columns you need: images are copied out of the shard."""
+        table = self.episode_table(episode)
+        if columns is not None:
+            table = table.select([c for c in columns if c in table.column_names])
+        return self.columns(table)
 
     def locate(self, index: int) -> tuple[int, int]:
         """Global step index -> (episode, frame)."""
