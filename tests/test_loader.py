@@ -417,3 +417,14 @@ def test_web_sources_from_saved_datasets_and_parquet(tmp_path):
     assert [parquet.step(i)["answer"] for i in range(3)] == ["c0", "c1", "c2"]
     assert parquet.step(2)["kind"] == "caption" and parquet.step(2)["observation.images.image"] == images[2]
     assert hf.step(1)["observation.images.image"] == images[1]
+
+
+def test_persistent_workers_continue_where_the_loop_stopped(data):
+    config = make_config(data, num_workers=2, persistent_workers=True, pin_memory=False, samples_per_epoch=8 * 6)
+    reference = first_batches(make_loader(dataclasses.replace(config, num_workers=0, persistent_workers=False)), 6)
+    loader = make_loader(config)
+    got = first_batches(loader, 2) + first_batches(loader, 4)
+    for x, y in zip(reference, got, strict=True):
+        assert_batches_equal(x, y)
+    assert len(first_batches(loader, 2)) == 2  # the next epoch starts
+    assert loader.state_dict()["epoch"] == 1
