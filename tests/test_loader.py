@@ -420,11 +420,33 @@ def test_web_sources_from_saved_datasets_and_parquet(tmp_path):
 
 
 def test_persistent_workers_continue_where_the_loop_stopped(data):
-    config = make_config(data, num_workers=2, persistent_workers=True, pin_memory=False, samples_per_epoch=8 * 6)
-    reference = first_batches(make_loader(dataclasses.replace(config, num_workers=0, persistent_workers=False)), 6)
+    config = make_config(
+        data, num_workers=2, persistent_workers=True, pin_memory=False, samples_per_epoch=8 * 6
+    )
+    reference = first_batches(
+        make_loader(dataclasses.replace(config, num_workers=0, persistent_workers=False)), 6
+    )
     loader = make_loader(config)
     got = first_batches(loader, 2) + first_batches(loader, 4)
     for x, y in zip(reference, got, strict=True):
         assert_batches_equal(x, y)
     assert len(first_batches(loader, 2)) == 2  # the next epoch starts
     assert loader.state_dict()["epoch"] == 1
+
+
+def test_tail_mapping_keeps_clear_of_location_tokens(tmp_path):
+    from tokenizers import Tokenizer, models
+
+    from vla_data.tokenizers.text import HFTokenizer
+
+    # a PaliGemma-like tail: 1024 <locNNNN> then 128 <segNNN> tokens at the end of the vocabulary
+    words = ["<pad>", "<eos>", "<bos>"] + [f"w{i}" for i in range(4000)]
+    words += [f"<loc{i:04d}>" for i in range(1024)] + [f"<seg{i:03d}>" for i in range(128)]
+    text = HFTokenizer(Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>")))
+    assert len(text.reserved_ids) == 1152 and text.reserved_ids[0] == 4003
+    with pytest.raises(
+        VlaDataError, match=r"over 1024 location/segmentation tokens .* set fast_skip >= 1152"
+    ):
+        PromptBuilder(text, fast_vocab_size=1024, mapping="tail", skip=128)
+    builder = PromptBuilder(text, fast_vocab_size=1024, mapping="tail", skip=1152)
+    assert builder.fast_to_text_ids(np.array([0])).tolist() == [len(words) - 1 - 1152]

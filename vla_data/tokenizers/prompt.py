@@ -66,14 +66,23 @@ class PromptBuilder:
     def __post_init__(self) -> None:
         if self.mapping not in ("tail", "append"):
             raise VlaDataError(f"FAST mapping must be 'tail' or 'append', got {self.mapping!r}")
-        if self.mapping == "tail":
-            lowest = self.text.vocab_size - 1 - self.skip - (self.fast_vocab_size - 1)
-            reserved = max(self.text.bos_id, self.text.eos_id, self.text.pad_id, 255)
-            if lowest <= reserved:
-                raise VlaDataError(
-                    f"tail mapping puts FAST ids at {lowest}..{self.text.vocab_size - 1 - self.skip}, overlapping the "
-                    f"text vocabulary ({self.text.vocab_size} ids); use mapping='append' or a larger text vocabulary"
-                )
+        if self.mapping == "append" or not self.fast_vocab_size:
+            return
+        highest = self.text.vocab_size - 1 - self.skip
+        lowest = highest - (self.fast_vocab_size - 1)
+        special = max(self.text.bos_id, self.text.eos_id, self.text.pad_id, 255)
+        if lowest <= special:
+            raise VlaDataError(
+                f"tail mapping puts FAST ids at {lowest}..{highest}, overlapping the text vocabulary "
+                f"({self.text.vocab_size} ids); use mapping='append' or a larger text vocabulary"
+            )
+        clash = [i for i in getattr(self.text, "reserved_ids", ()) if lowest <= i <= highest]
+        if clash:
+            raise VlaDataError(
+                f"tail mapping puts FAST ids at {lowest}..{highest}, over {len(clash)} location/segmentation tokens "
+                f"(ids {clash[0]}..{clash[-1]}) that web detection data needs; set fast_skip >= "
+                f"{self.text.vocab_size - min(clash)} or use mapping='append'"
+            )
 
     def fast_to_text_ids(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, np.int64)

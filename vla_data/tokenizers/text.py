@@ -3,11 +3,14 @@ Hugging Face `tokenizer.json` / `tokenizers.Tokenizer` / `transformers` tokenize
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from vla_data.errors import TokenizerError
+
+LOCATION_TOKEN = re.compile(r"^<(loc|seg)\d+>$")  # PaliGemma-style detection/segmentation tokens
 
 
 class TextTokenizer(Protocol):
@@ -15,6 +18,7 @@ class TextTokenizer(Protocol):
     bos_id: int
     eos_id: int
     pad_id: int
+    reserved_ids: tuple[int, ...]  # ids web data needs (location tokens): FAST ids must avoid them
 
     def encode(self, text: str) -> list[int]:
         """Ids of `text`, without BOS/EOS."""
@@ -29,6 +33,7 @@ class ByteTokenizer:
     bos_id: int = 257
     eos_id: int = 258
     vocab_size: int = 259
+    reserved_ids: tuple[int, ...] = ()
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -50,6 +55,10 @@ class HFTokenizer:
         self._is_transformers = not hasattr(tokenizer, "token_to_id")
         self.vocab_size = len(tokenizer) if self._is_transformers else tokenizer.get_vocab_size()
         self.bos_id, self.eos_id, self.pad_id = (self._id(t) for t in (bos, eos, pad))
+        vocab = (
+            tokenizer.get_vocab() if self._is_transformers else tokenizer.get_vocab(with_added_tokens=True)
+        )
+        self.reserved_ids = tuple(sorted(i for token, i in vocab.items() if LOCATION_TOKEN.match(token)))
 
     def _id(self, token: str) -> int:
         value = (
