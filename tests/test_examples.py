@@ -33,3 +33,18 @@ def test_train_loop_runs_on_the_demo_loader(tmp_path):
     made = run_demo(tmp_path / "demo", echo=lambda *_: None)
     out = run("train_loop.py", made["loader"], "--steps", "3")
     assert "step 3: loss" in out and "'batch': 3" in out
+
+
+def test_demo_is_deterministic(tmp_path):
+    import json
+
+    from vla_data.demo import run_demo
+
+    hashes = []
+    for name in ("one", "two"):
+        made = run_demo(tmp_path / name, echo=lambda *_: None)
+        manifest = json.loads((made["dataset"] / "manifest.json").read_text())
+        hashes.append(
+            [s["sha256"] for s in manifest["shards"]] + [(made["tokenizer"] / "tokenizer.json").read_text()]
+        )
+    assert hashes[0] == hashes[1]
