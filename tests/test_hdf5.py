@@ -239,3 +239,25 @@ def test_missing_source_path_is_clear(tmp_path):
 def test_wrong_layout_suggests_the_right_one(demo_hdf5, tmp_path):
     with pytest.raises(SourceError, match=r"episode_0\.hdf5: no 'data' group.*try --layout aloha"):
         convert(HDF5Source.from_paths(demo_hdf5 / "episode_0.hdf5"), tmp_path / "out")
+
+
+def test_aloha_compressed_jpeg_rows_are_copied(tmp_path):
+    """ACT/ALOHA's compressed recordings: each frame a JPEG, zero-padded to the longest, in [T, N] uint8."""
+    from vla_data.images import encode_image
+    from vla_data.samples import render_frames
+
+    rng = np.random.default_rng(0)
+    qpos = rng.normal(0, 0.3, (6, 14))
+    frames = render_frames(qpos[:, :2], 48, 64, (200, 30, 30))
+    encoded = [encode_image(f, "jpeg", 90) for f in frames]
+    padded = np.zeros((6, max(map(len, encoded))), np.uint8)
+    for i, data in enumerate(encoded):
+        padded[i, : len(data)] = np.frombuffer(data, np.uint8)
+    with h5py.File(tmp_path / "episode_0.hdf5", "w") as f:
+        f.attrs["compress"] = True
+        f["action"] = qpos
+        f["observations/qpos"] = qpos
+        f["observations/images/cam_high"] = padded
+    convert(HDF5Source.from_paths(tmp_path / "episode_0.hdf5", layout="aloha"), tmp_path / "out")
+    stored = ShardDataset(tmp_path / "out").episode(0)["observation.images.cam_high"]
+    assert stored == encoded  # bytes copied, padding stripped, never re-encoded

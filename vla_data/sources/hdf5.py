@@ -224,16 +224,29 @@ class HDF5Source:
                 images[cam] = self._image_dataset(group, f"observations/images/{cam}", file, "/")
         return arrays, images
 
-    def _image_dataset(self, group, path: str, file: str, episode: str) -> np.ndarray:
+    def _image_dataset(self, group, path: str, file: str, episode: str) -> np.ndarray | list[bytes]:
+        """Raw uint8 `[T, H, W, 3]` frames, or ACT's compressed layout: `[T, N]` uint8 rows each
+        holding one JPEG zero-padded to the longest (copied without re-encoding)."""
         data = self._dataset(group, path, file, episode)
-        if not (data.dtype == np.uint8 and data.ndim == 4 and data.shape[-1] == 3):
-            raise SourceError(
-                f"expected uint8 [T, H, W, 3] frames, found {data.dtype} {data.shape}",
-                file=file,
-                episode=episode,
-                key=path,
-            )
-        return data
+        if data.dtype == np.uint8 and data.ndim == 4 and data.shape[-1] == 3:
+            return data
+        if data.dtype == np.uint8 and data.ndim == 2:
+            frames = []
+            for step, row in enumerate(data):
+                raw = row.tobytes()
+                end = raw.rfind(b"\xff\xd9")
+                if not raw.startswith(b"\xff\xd8") or end < 0:
+                    raise SourceError(
+                        f"step {step}: row is not a zero-padded JPEG", file=file, episode=episode, key=path
+                    )
+                frames.append(raw[: end + 2])
+            return frames
+        raise SourceError(
+            f"expected uint8 [T, H, W, 3] frames or [T, N] padded JPEG rows, found {data.dtype} {data.shape}",
+            file=file,
+            episode=episode,
+            key=path,
+        )
 
     def _read_robomimic(self, group, file: str, episode: str):
         arrays: dict[str, np.ndarray] = {}

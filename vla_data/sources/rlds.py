@@ -7,6 +7,7 @@ features flattened to `steps/<path>`. Encoded step images are copied byte for by
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,8 +226,8 @@ class RLDSSource:
                 file=file,
                 episode=episode_name,
             ) from e
-        roles = self.roles()
-        steps, values = decode_leaves(example, self.leaves(), file, episode_name)
+        roles, leaves = _cached_roles(self), _cached_leaves(self)
+        steps, values = decode_leaves(example, leaves, file, episode_name)
         actions = [values[p].reshape(steps, -1) for p in roles["action"]]
         arrays = {ACTION: actions[0] if len(actions) == 1 else np.concatenate(actions, axis=1)}
         arrays.update({name: values[path] for name, path in roles["arrays"].items()})
@@ -257,6 +258,17 @@ class RLDSSource:
         )
         episode.validate()
         return episode
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_leaves(source: RLDSSource) -> dict[str, Leaf]:
+    """features.json parsed once per source and process, not once per episode."""
+    return source.leaves()
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_roles(source: RLDSSource) -> dict[str, Any]:
+    return source.roles()
 
 
 def _plain(value: Any) -> Any:
