@@ -169,17 +169,14 @@ def _tokenizer(folder: Path) -> Path:
     return FastTokenizer.fit(chunks, vocab_size=256).save_pretrained(folder / "tok")
 
 
-def fast_wrong_length(folder: Path) -> list[str]:
-    from vla_data.tokenizers import FastTokenizer
-
-    tok = _tokenizer(folder)
-    ids = FastTokenizer.from_pretrained(tok).encode(np.zeros((1, 10, 3)))[0]
-    (folder / "ids.jsonl").write_text(json.dumps(ids + ids) + "\n")
+def _strict_decode(tok: Path, folder: Path) -> list[str]:
+    """`vla-data tokenizer decode` of folder/ids.jsonl as 10x3 chunks, raising on the first bad sequence."""
+    ids, out = str(folder / "ids.jsonl"), str(folder / "out.npy")
     return [
         "tokenizer",
         "decode",
         str(tok),
-        str(folder / "ids.jsonl"),
+        ids,
         "--horizon",
         "10",
         "--action-dim",
@@ -187,8 +184,17 @@ def fast_wrong_length(folder: Path) -> list[str]:
         "--on-error",
         "raise",
         "-o",
-        str(folder / "out.npy"),
+        out,
     ]
+
+
+def fast_wrong_length(folder: Path) -> list[str]:
+    from vla_data.tokenizers import FastTokenizer
+
+    tok = _tokenizer(folder)
+    ids = FastTokenizer.from_pretrained(tok).encode(np.zeros((1, 10, 3)))[0]
+    (folder / "ids.jsonl").write_text(json.dumps(ids + ids) + "\n")
+    return _strict_decode(tok, folder)
 
 
 def fast_invalid_utf8(folder: Path) -> list[str]:
@@ -201,20 +207,7 @@ def fast_invalid_utf8(folder: Path) -> list[str]:
     tok = fast.save_pretrained(folder / "tok")
     broken = next(i for i in range(fast.bpe.get_vocab_size()) if "\ufffd" in fast.bpe.decode([i]))
     (folder / "ids.jsonl").write_text(json.dumps([broken] * 30) + "\n")
-    return [
-        "tokenizer",
-        "decode",
-        str(tok),
-        str(folder / "ids.jsonl"),
-        "--horizon",
-        "10",
-        "--action-dim",
-        "3",
-        "--on-error",
-        "raise",
-        "-o",
-        str(folder / "out.npy"),
-    ]
+    return _strict_decode(tok, folder)
 
 
 def fast_surrogate_range(folder: Path) -> list[str]:

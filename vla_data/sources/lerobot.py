@@ -11,6 +11,7 @@ once with PyAV and encoded by the converter.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,8 +267,7 @@ class LeRobotSource:
         )
 
     def read(self, ref: dict[str, Any]) -> Episode:
-        info = self.info()
-        roles = self.roles(info)
+        info, roles, tasks = _metadata(self)
         episode = ref["episode"]
         data_file = self._existing(ref["file"], episode, None)
         table = self._episode_rows(data_file, episode)
@@ -288,7 +288,7 @@ class LeRobotSource:
         task_index = (
             int(table.column("task_index")[0].as_py()) if "task_index" in table.column_names else None
         )
-        task = self.tasks(info).get(task_index, "") if task_index is not None else ""
+        task = tasks.get(task_index, "") if task_index is not None else ""
         images: dict[str, Any] = {}
         tolerance = self.tolerance if self.tolerance is not None else 0.5 / float(info["fps"])
         for key, camera in roles["cameras"].items():
@@ -341,6 +341,13 @@ class LeRobotSource:
                 raise SourceError(f"step {step}: no image bytes", file=data_file, episode=episode, key=key)
             frames.append(data)
         return frames
+
+
+@functools.lru_cache(maxsize=8)
+def _metadata(source: LeRobotSource) -> tuple[dict[str, Any], dict[str, Any], dict[int, str]]:
+    """info.json, column roles and the task table, read once per source and process, not per episode."""
+    info = source.info()
+    return info, source.roles(info), source.tasks(info)
 
 
 def _column(table: pa.Table, key: str, data_file: str, episode: int) -> np.ndarray:

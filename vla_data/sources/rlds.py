@@ -112,9 +112,6 @@ class RLDSSource:
             for s in chosen
         ]
 
-    def expected_episodes(self) -> int:
-        return sum(s["episodes"] for s in self.split_table())
-
     # -- listing ---------------------------------------------------------------------------------
     def episode_refs(self) -> list[dict[str, Any]]:
         self.roles()  # fail early on a bad mapping
