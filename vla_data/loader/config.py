@@ -68,6 +68,11 @@ class LoaderConfig:
     bad_images: Literal["fail", "mask"] = (
         "fail"  # mask: a frame that cannot be decoded becomes a masked blank, counted per batch
     )
+    # remote roots (s3://, gs://, ...): a node-local shard cache of at most cache_limit bytes
+    # (None: 32 GiB in ~/.cache/vla-data/shards); cache_limit=0 reads only each sample's byte ranges
+    cache_dir: str | None = None
+    cache_limit: int | None = None
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)  # credentials: never printed
 
     def __post_init__(self) -> None:
         sources = tuple(s if isinstance(s, SourceConfig) else SourceConfig(**s) for s in self.sources)
@@ -88,6 +93,8 @@ class LoaderConfig:
             raise VlaDataError(f"mode must be 'random' or 'stratified', got {self.mode!r}")
         if self.batch_size < 1 or self.max_tokens < 1 or self.horizon < 1:
             raise VlaDataError("batch_size, max_tokens and horizon must be positive")
+        if self.cache_limit is not None and self.cache_limit < 0:
+            raise VlaDataError(f"cache_limit must be >= 0 bytes (0: no cache), got {self.cache_limit}")
         if not 0 <= self.rank < self.world_size:
             raise VlaDataError(f"rank {self.rank} is not in 0..world_size-1 ({self.world_size})")
 

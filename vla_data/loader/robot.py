@@ -46,6 +46,16 @@ def image_slots(
     return out
 
 
+def open_dataset(root: str, config) -> ShardDataset:
+    """A source's dataset, with the config's remote shard cache and storage options."""
+    return ShardDataset(
+        root,
+        cache_dir=config.cache_dir,
+        cache_limit=config.cache_limit,
+        storage_options=config.storage_options,
+    )
+
+
 def load_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
     """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad."""
     return np.ascontiguousarray(decode_for_size(data, *size, "pad").transpose(2, 0, 1))
@@ -64,7 +74,7 @@ def load_stored_image(
         shard = ds.manifest.shards[int(ds.episode_shard[episode])].file
         shard_row = int(ds.episode_offset[episode]) + row
         raise VlaDataError(
-            f"{ds.root / shard}: row {shard_row}, column {feature!r}: image cannot be decoded ({e})"
+            f"{ds.name}/{shard}: row {shard_row}, column {feature!r}: image cannot be decoded ({e})"
         ) from e
 
 
@@ -78,7 +88,8 @@ def delta_action_stats(
     pick = np.sort(rng.choice(len(episodes), min(DELTA_STATS_CHUNKS, len(episodes)), replace=False))
     stats = RunningStats()
     for episode in np.unique(episodes[pick]):
-        data = dataset.episode(int(episode), [ACTION, STATE])
+        length = int(dataset.episode_length[episode])  # ranged: never fills a remote shard cache
+        data = dataset.columns(dataset.rows(int(episode), 0, length, [ACTION, STATE], ranged=True))
         starts = frames[pick][episodes[pick] == episode]
         rows, _ = chunk_indices(len(data[ACTION]), starts, horizon)
         chunks = delta_chunk(data[ACTION][rows], data[STATE][starts], dims)  # [n, H, D]
@@ -95,7 +106,7 @@ class RobotDataset:
         self.config = config
         self.fast = fast
         self.prompt = prompt
-        self.datasets = [ShardDataset(root) for root in roots]
+        self.datasets = [open_dataset(root, config) for root in roots]
         self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
         self.slots, self.state_norm, self.action_norm, self.cache_paths = [], [], [], []
         for ds in self.datasets:
@@ -115,7 +126,8 @@ class RobotDataset:
             )
             self.action_norm.append(Normalizer.from_stats(action_stats, config.normalization))
             path = Path(ds.root) / FAST_CACHE_DIR / f"{self.cache_key(len(self.action_norm) - 1)}.arrow"
-            self.cache_paths.append(path if config.use_fast_cache and path.exists() else None)
+            local = config.use_fast_cache and not ds.remote  # remote roots compute FAST ids per sample
+            self.cache_paths.append(path if local and path.exists() else None)
         self._caches: dict[int, pa.ChunkedArray] = {}
 
     def __len__(self) -> int:
@@ -158,16 +170,19 @@ class RobotDataset:
     def __getitem__(self, index: int) -> dict[str, Any]:
         d, episode, t = self.locate(index)
         ds = self.datasets[d]
-        table = ds.episode_table(episode)
+        # only this sample's rows: the chunk's actions from t on and the state and frames at t
+        stop = min(int(ds.episode_length[episode]), t + self.config.horizon)
+        table = ds.rows(episode, t, stop, [ACTION, STATE])
         actions = column_to_numpy(table.column(ACTION), ds.features[ACTION]).reshape(table.num_rows, -1)
         state = (
             column_to_numpy(table.column(STATE), ds.features[STATE]).reshape(table.num_rows, -1)
             if STATE in ds.features
             else None
         )
-        chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([t]))
+        frames = ds.rows(episode, t, t + 1, [f for f in self.slots[d].values() if f is not None])
+        chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([0]))
         chunk, is_pad = chunk[0], is_pad[0]  # [H, Da], [H]
-        norm_state = self.state_norm[d].normalize(state[t]) if state is not None else None
+        norm_state = self.state_norm[d].normalize(state[0]) if state is not None else None
         ids = self.fast_ids(d, int(index - self.offsets[d]), chunk)
         tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
         padded_actions, dim_mask = pad_dims(chunk.astype(np.float32), self.config.action_dim)
@@ -183,7 +198,7 @@ class RobotDataset:
                 images[slot], masks[slot] = np.zeros((3, h, w), np.uint8), False
             else:
                 images[slot], masks[slot] = load_stored_image(
-                    ds, episode, t, feature, table.column(feature)[t].as_py(), self.config
+                    ds, episode, t, feature, frames.column(feature)[0].as_py(), self.config
                 )
                 dropped += not masks[slot]
         return {

@@ -7,10 +7,9 @@ from typing import Any
 import numpy as np
 
 from vla_data.errors import VlaDataError
-from vla_data.shards import ShardDataset
 from vla_data.tokenizers.prompt import PromptBuilder
 
-from .robot import load_stored_image
+from .robot import load_stored_image, open_dataset
 
 WEB_IMAGE_FEATURE = "observation.images.image"
 
@@ -19,7 +18,7 @@ class WebDataset:
     def __init__(self, roots: tuple[str, ...], config, prompt: PromptBuilder):
         self.config = config
         self.prompt = prompt
-        self.datasets = [ShardDataset(root) for root in roots]
+        self.datasets = [open_dataset(root, config) for root in roots]
         for ds in self.datasets:
             missing = [f for f in ("prompt", "answer", WEB_IMAGE_FEATURE) if f not in ds.features]
             if missing:
@@ -35,7 +34,7 @@ class WebDataset:
         d = int(np.searchsorted(self.offsets, index, side="right") - 1)
         ds = self.datasets[d]
         episode, row = ds.locate(int(index - self.offsets[d]))
-        table = ds.episode_table(episode).slice(row, 1)
+        table = ds.rows(episode, row, row + 1)
         h, w = self.config.image_size
         D, H = self.config.action_dim, self.config.horizon
         slots = self.config.image_slots
