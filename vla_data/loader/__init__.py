@@ -54,7 +54,7 @@ def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset]
     fast = FastTokenizer.from_pretrained(config.fast_tokenizer) if config.fast_tokenizer else None
     prompt = PromptBuilder(
         text_tokenizer(config),
-        fast.vocab_size if fast else 0,
+        fast.bpe_vocab_size if fast else 0,
         mapping=config.fast_mapping,
         skip=config.fast_skip,
         state_in_prompt=config.state_in_prompt,
