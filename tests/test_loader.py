@@ -331,7 +331,7 @@ def test_json_config_round_trip_and_unknown_keys(data, tmp_path):
     raw = json.loads((tmp_path / "loader.json").read_text())
     raw["batchsize"] = 4
     (tmp_path / "bad.json").write_text(json.dumps(raw))
-    with pytest.raises(VlaDataError, match=r"unknown loader settings \['batchsize'\]"):
+    with pytest.raises(VlaDataError, match=r"unknown key .batchsize. \(did you mean .batch_size.\?\)"):
         make_loader(tmp_path / "bad.json")
     with pytest.raises(VlaDataError, match="need fast_tokenizer"):
         LoaderConfig(sources=(SourceConfig("robot", ("x",)),))
