@@ -28,12 +28,35 @@ def unit_dir(out: Path, index: int) -> Path:
 
 
 def convert_unit(source, refs: list[dict[str, Any]], out: str, options, feature_names) -> str:
-    """One unit: a plain conversion of `refs` into `out` (resumed if a previous run started it)."""
+    """One unit: a plain conversion of `refs` into `out` (resumed if a previous run started it);
+    a unit on object storage is converted on this machine's temporary disk and uploaded."""
     from vla_data.convert import convert
+    from vla_data.object_store import convert_unit_to_store, remote_filesystem
 
+    if remote_filesystem(out, options.storage_options):
+        return convert_unit_to_store(source, refs, out, options, feature_names)
     unit_options = replace(options, executor="stream", workers=1, resume=Path(out).exists(), progress=False)
     convert(source, out, unit_options, refs=refs, feature_names=feature_names, allow_empty=True)
     return out
+
+
+def run_units(source, unit_out, options) -> list[str]:
+    """Convert `source` in units of `options.unit_episodes` episodes, unit k into `unit_out(k)`, on
+    the options' executor; the units' outputs, in order."""
+    refs = source.episode_refs()
+    feature_names = source.feature_names() if hasattr(source, "feature_names") else None
+    size = options.unit_episodes
+    jobs = [
+        (refs[start : start + size], str(unit_out(k))) for k, start in enumerate(range(0, len(refs), size))
+    ]
+    shared = (source, options, feature_names)  # sent once per worker, not once per unit
+    show = sys.stderr.isatty() if options.progress is None else options.progress
+    with tqdm(total=len(jobs), unit="unit", desc=f"convert ({options.executor})", disable=not show) as bar:
+        if options.executor == "ray":
+            _run_on_ray(jobs, shared, options, bar)
+        else:
+            _run_locally(jobs, shared, options.workers, bar)
+    return [job[1] for job in jobs]
 
 
 def convert_in_units(source, out: str | Path, options) -> Manifest:
@@ -48,22 +71,9 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
         raise ShardError(
             f"{out} holds an interrupted conversion; pass --resume to continue it or delete the folder"
         )
-    refs = source.episode_refs()
-    feature_names = source.feature_names() if hasattr(source, "feature_names") else None
-    size = options.unit_episodes
-    jobs = [
-        (refs[start : start + size], str(unit_dir(out, k)))
-        for k, start in enumerate(range(0, len(refs), size))
-    ]
-    shared = (source, options, feature_names)  # sent once per worker, not once per unit
-    show = sys.stderr.isatty() if options.progress is None else options.progress
-    with tqdm(total=len(jobs), unit="unit", desc=f"convert ({options.executor})", disable=not show) as bar:
-        if options.executor == "ray":
-            _run_on_ray(jobs, shared, options, bar)
-        else:
-            _run_locally(jobs, shared, options.workers, bar)
+    units = run_units(source, lambda k: unit_dir(out, k), options)
     description = {**source.describe(), "convert_options": options.describe()}
-    manifest = merge_datasets([job[1] for job in jobs], out, source=description)
+    manifest = merge_datasets(units, out, source=description)
     shutil.rmtree(out / STAGING_DIR)
     return manifest
 

@@ -133,11 +133,24 @@ def bench_tokenizer(mode, chunks, fit_chunks, repeats, golden, as_json) -> None:
     help="Batches drawn with 2 workers while watching their RSS.",
 )
 @click.option("--workers", default="0,1,2", show_default=True)
+@click.option(
+    "--uri",
+    default=None,
+    help="Object storage prefix (e.g. s3://bucket/tmp): compare local, cached (cold, warm) and uncached "
+    "reads of a dataset uploaded there (and deleted after); credentials from the AWS variables / --endpoint-url.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_loader(batch_size, horizon, batches, rss_batches, workers, as_json) -> None:
+def bench_loader(batch_size, horizon, batches, rss_batches, workers, uri, as_json) -> None:
     """Loader samples/s and batches/s (2 cameras, freshly generated demo-style data) for each
-    worker count, next to decoding + resizing the same images alone, and worker RSS over time."""
+    worker count, next to decoding + resizing the same images alone, and worker RSS over time.
+    With --uri: samples/s and bytes fetched per sample from object storage."""
+    if uri:
+        from vla_data.bench.remote import bench_remote_loader, format_remote_table
+
+        result = bench_remote_loader(uri, batch_size=batch_size, horizon=horizon, batches=min(batches, 40))
+        click.echo(json.dumps(result, indent=1) if as_json else format_remote_table(result))
+        return
     from vla_data.bench import bench_loader as run
     from vla_data.bench import format_loader_table
 

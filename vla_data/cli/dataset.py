@@ -22,12 +22,13 @@ def info(out: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out")
 @friendly_errors
 def verify(out: str) -> None:
     """Check every shard's sha256, row counts and episode/frame indices against the manifest.
 
-    Exits non-zero and lists each problem when anything disagrees.
+    Exits non-zero and lists each problem when anything disagrees. OUT may be a URI (s3://...):
+    shards are hashed as they stream, never stored.
     """
     from vla_data.shards import verify_dataset
 
@@ -40,7 +41,7 @@ def verify(out: str) -> None:
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out")
 @friendly_errors
 def stats(out: str) -> None:
     """Recompute per-dimension statistics (mean, std, min, max, q01..q99) and store them in the manifest."""
@@ -73,13 +74,14 @@ def demo(out: str) -> None:
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="New dataset folder.")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="New dataset folder (or URI in the inputs' bucket).")
 @friendly_errors
 def merge(inputs, output) -> None:
     """Concatenate converted datasets with the same features and fps into one: episodes are
     renumbered, task lists merged and statistics recomputed. Use it to join pieces converted on
-    different machines."""
+    different machines. On object storage (inputs and output in one bucket) shards that need no
+    renumbering are copied server side."""
     from vla_data.info import describe_dataset
     from vla_data.shards.merge import merge_datasets
 

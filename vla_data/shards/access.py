@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -138,8 +140,8 @@ class RemoteShard:
     for. File handles are reopened after a fork (an inherited HTTP connection is not usable).
     """
 
-    def __init__(self, filesystem, path: str, counter: ReadCounter):
-        self.filesystem, self.path, self.counter = filesystem, path, counter
+    def __init__(self, filesystem: Callable[[], Any], path: str, counter: ReadCounter):
+        self.filesystem, self.path, self.counter = filesystem, path, counter  # filesystem(): this process's
         self._file: pa.NativeFile | None = None
         self._pid = -1
         self._blocks: np.ndarray | None = None
@@ -150,7 +152,7 @@ class RemoteShard:
 
     def _native(self) -> pa.NativeFile:
         if self._pid != os.getpid():
-            self._file, self._pid = self.filesystem.open_input_file(self.path), os.getpid()
+            self._file, self._pid = self.filesystem().open_input_file(self.path), os.getpid()
         return self._file
 
     def read(self, offset: int, length: int) -> bytes:

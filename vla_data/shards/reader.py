@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -18,7 +20,7 @@ from vla_data.shards.access import MappedShard, ReadCounter, RemoteShard
 from vla_data.shards.cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from vla_data.shards.manifest import EPISODES_FILE, MANIFEST_FILE, Manifest, ShardInfo, load_manifest
 from vla_data.stats import RunningStats
-from vla_data.storage import display_uri, filesystem, is_uri
+from vla_data.storage import display_uri, filesystem, is_uri, local_path
 
 STEP_COLUMNS = ("episode_index", "frame_index", "timestamp", "task_index")
 LOCAL_OPEN_SHARDS = 64  # memory maps kept open per process (pages are the OS's; this bounds handles)
@@ -85,6 +87,7 @@ class ShardDataset:
         self._open: OrderedDict[int, Any] = OrderedDict()
         self._open_limit = LOCAL_OPEN_SHARDS
         self.filesystem, inner = filesystem(root, storage_options)
+        self._fs_pid = -1
         self.remote = not isinstance(self.filesystem, pafs.LocalFileSystem)
         if self.remote:
             self.root = Path(inner)
@@ -128,9 +131,19 @@ class ShardDataset:
                 "bytes); raise cache_limit or pass cache_limit=0 to read remotely without a cache"
             )
 
+    def remote_fs(self) -> pafs.FileSystem:
+        """This process's filesystem object. A forked DataLoader worker must not reuse its parent's
+        HTTP connections (two processes reading one socket mix their responses), so each process
+        rebuilds the filesystem from its pickled options."""
+        if self._fs_pid != os.getpid():
+            if self._fs_pid != -1:
+                self.filesystem = pickle.loads(pickle.dumps(self.filesystem))
+            self._fs_pid = os.getpid()
+        return self.filesystem
+
     def _read_bytes(self, name: str) -> bytes:
         try:
-            with self.filesystem.open_input_stream(f"{self.root}/{name}") as f:
+            with self.remote_fs().open_input_stream(f"{self.root}/{name}") as f:
                 data = f.read()
         except FileNotFoundError as e:
             raise ShardError(f"{self.name}: no {name}: not a complete vla-data dataset") from e
@@ -169,9 +182,9 @@ class ShardDataset:
             if not self.remote:
                 access = MappedShard(str(self.root / info.file))
             elif self.cache is None or ranged:
-                access = RemoteShard(self.filesystem, f"{self.root}/{info.file}", self.fetched)
+                access = RemoteShard(self.remote_fs, f"{self.root}/{info.file}", self.fetched)
             else:
-                path = self.cache.fetch(info, self.filesystem, f"{self.root}/{info.file}", self.fetched)
+                path = self.cache.fetch(info, self.remote_fs(), f"{self.root}/{info.file}", self.fetched)
                 access = MappedShard(str(path))
             entry = self._open[key] = [access, path, now]
             while len(self._open) > self._open_limit:
@@ -250,9 +263,14 @@ class ShardDataset:
 
 
 def recompute_stats(root: str | Path) -> dict[str, Any]:
-    """Recompute the statistics of every numeric feature and store them in the manifest."""
+    """Recompute the statistics of every numeric feature and store them in the manifest (on
+    object storage: reading only the numeric columns)."""
+    from vla_data.object_store import recompute_stats_on_store, remote_filesystem
     from vla_data.shards.manifest import MANIFEST_FILE, write_json_atomic
 
+    if remote_filesystem(root):
+        return recompute_stats_on_store(str(root))
+    root = local_path(root)
     manifest = load_manifest(root)
     manifest.stats = stats_from_shards(Path(root), manifest.shards, manifest.features)
     write_json_atomic(Path(root) / MANIFEST_FILE, manifest.to_json())
