@@ -192,12 +192,11 @@ def fitted():
 
 @FUZZ
 @given(st.lists(st.lists(st.integers(-5, 5000), max_size=80), min_size=1, max_size=6))
-def test_fast_decode_flag_mode_never_raises_nor_exceeds_the_bound(fitted, sequences):
+def test_fast_decode_flag_mode_never_raises(fitted, sequences):
     for fast in fitted:
         actions, valid = fast.decode(sequences, horizon=10, action_dim=4, on_error="flag")
         assert actions.shape == (len(sequences), 10, 4) and valid.shape == (len(sequences),)
-        assert np.abs(actions).max() <= fast.action_bound
-        assert np.all(actions[~valid] == 0)
+        assert np.all(actions[~valid] == 0)  # values of valid decodes: tests/test_trust.py
 
 
 @FUZZ

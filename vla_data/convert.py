@@ -145,11 +145,30 @@ def infer_features(episode: Episode, names: dict[str, tuple[str, ...]] | None = 
 
 
 def _read_prepared(source: Source, ref: dict[str, Any], options: ConvertOptions) -> Episode | SourceError:
-    """Worker task: the prepared episode, or the `SourceError` that made it unreadable."""
+    """Worker task: the prepared episode, or the `SourceError` that made it unreadable.
+
+    Any other failure inside a reader (a numpy, pyarrow or h5py error on unexpected data) becomes a
+    `SourceError` naming the file and episode, so it obeys `--on-error` like every other bad episode.
+    """
     try:
         return prepare_episode(source.read(ref), options)
     except SourceError as e:
         return e
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as e:
+        return reader_failure(ref, e)
+
+
+def reader_failure(ref: dict[str, Any], error: Exception) -> SourceError:
+    """An unexpected exception from a reader, as a `SourceError` naming the episode's file."""
+    return SourceError(
+        f"the reader failed with {type(error).__name__}: {error} (the data is not what the reader expects; "
+        "skip such episodes with --on-error skip)",
+        file=str(ref.get("file", ref.get("path", "?"))),
+        episode=ref.get("episode", ref.get("index")),
+        key=ref.get("key"),
+    )
 
 
 def _prepared_episodes(source: Source, refs: list[dict[str, Any]], start: int, options: ConvertOptions):

@@ -58,7 +58,7 @@ def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset]
     try:
         prompt = PromptBuilder(
             text_tokenizer(config),
-            fast.vocab_size if fast else 0,
+            fast.bpe_vocab_size if fast else 0,
             mapping=config.fast_mapping,
             skip=config.fast_skip,
             state_in_prompt=config.state_in_prompt,
