@@ -23,7 +23,7 @@ MANIFEST_FILE = "manifest.json"
 EPISODES_FILE = "episodes.arrow"
 SHARD_DIR = "shards"
 SHARD_FILE_PATTERN = "shard-{index:05d}.arrow"
-PROGRESS_FILE = ".progress.json"  # resume journal of an unfinished conversion
+PROGRESS_FILE = ".progress.jsonl"  # resume journal of an unfinished conversion
 
 
 def shard_path(index: int) -> str:
