@@ -71,7 +71,7 @@ def assert_batches_equal(a, b):
 
 
 # -- prompt ------------------------------------------------------------------------------------
-def test_prompt_string_is_openpi_pi0_fast_format():
+def test_vla_data_prompt_string():  # openpi's formats: tests/test_prompt_formats.py
     state = np.array([-1.0, 0.0, 0.999, 1.0, -1.5, 0.5])
     assert (
         robot_prefix("  Pick_up the\nCube ", state)

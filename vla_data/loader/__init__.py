@@ -63,6 +63,7 @@ def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset]
             skip=config.fast_skip,
             state_in_prompt=config.state_in_prompt,
             lowercase=config.lowercase,
+            prompt_format=config.prompt_format,
         )
     except VlaDataError as e:
         raise ConfigError("fast_mapping", f'{e} (in a loader config: "fast_mapping": "append")') from e

@@ -89,7 +89,9 @@ class LoaderConfig:
         image_slots: The model's image slot names, in order.
         normalization: "quantile" (q01/q99 to [-1, 1], pi0.5) or "zscore".
         state_in_prompt: Put the discretized state in the prompt text (pi0-FAST layout).
-        lowercase: Lowercase the task text in the prompt.
+        lowercase: Lowercase the task text in the prompt ("vla_data" format only).
+        prompt_format: Robot prompt layout: "vla_data" (ours), or openpi's "pi0fast" / "pi05",
+            reproduced token for token (see `vla_data.tokenizers.prompt` and the README).
         delta_action_dims: Action dims made relative to the current state (e.g. joints, not grippers).
         mode: "random" (weights hold in expectation) or "stratified" (every batch holds them exactly).
         seed: Seed of the mixture plan; batches are a pure function of (seed, epoch, batch).
@@ -128,6 +130,7 @@ class LoaderConfig:
     normalization: Literal["quantile", "zscore"] = "quantile"
     state_in_prompt: bool = True
     lowercase: bool = True
+    prompt_format: Literal["vla_data", "pi0fast", "pi05"] = "vla_data"
     delta_action_dims: tuple[int, ...] = ()
     mode: Literal["random", "stratified"] = "random"
     seed: int = 0
@@ -157,6 +160,7 @@ class LoaderConfig:
         for name, choices in (
             ("fast_mapping", ("tail", "append")),
             ("normalization", ("quantile", "zscore")),
+            ("prompt_format", ("vla_data", "pi0fast", "pi05")),
             ("mode", ("random", "stratified")),
             ("bad_images", ("fail", "mask")),
         ):
@@ -181,6 +185,12 @@ class LoaderConfig:
             raise ConfigError("cache_limit", f"must be >= 0 bytes (0: no cache), got {self.cache_limit}")
         if not 0 <= self.rank < self.world_size:
             raise ConfigError("rank", f"{self.rank} is not in 0..world_size-1 ({self.world_size})")
+        if self.prompt_format != "vla_data" and not self.state_in_prompt:
+            raise ConfigError(
+                "state_in_prompt",
+                f"prompt_format {self.prompt_format!r} (openpi) always puts the state in the prompt; "
+                'set "state_in_prompt": true or "prompt_format": "vla_data"',
+            )
         if bad := [d for d in self.delta_action_dims if not 0 <= d < self.action_dim]:
             raise ConfigError(
                 "delta_action_dims", f"dims {bad} are outside 0..action_dim-1 ({self.action_dim})"
