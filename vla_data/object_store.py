@@ -25,6 +25,7 @@ from vla_data.shards.manifest import (
     EPISODES_FILE,
     MANIFEST_FILE,
     PROGRESS_FILE,
+    SHARD_DIR,
     Manifest,
     ShardInfo,
     shard_path,
@@ -74,6 +75,7 @@ def upload_dataset(local: Path, fs, target: str, *, skip_existing: bool = False)
         for p in local.rglob("*")
         if p.is_file() and p.name != MANIFEST_FILE and not p.name.startswith(PROGRESS_FILE)
     ) + [local / MANIFEST_FILE]
+    fs.create_dir(f"{target}/{SHARD_DIR}", recursive=True)  # needed by local filesystems
     for path in files:
         name = f"{target}/{path.relative_to(local).as_posix()}"
         if skip_existing and path.name != MANIFEST_FILE:
