@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 
 from vla_data import __version__
 from vla_data.errors import ShardError
+from vla_data.resume import check_same_settings
 from vla_data.schema import Feature
 from vla_data.shards.manifest import (
     EPISODES_FILE,
@@ -232,11 +233,13 @@ def staging_dir(out: str) -> Path:
     return default_cache_dir().parent / "staging" / key
 
 
-def _check_target(fs, root: str, out: str, options) -> Manifest | None:
+def _check_target(fs, root: str, out: str, options, settings: dict[str, Any]) -> Manifest | None:
     """The finished dataset at `root` when resuming one; errors for a target that is not ours."""
     if exists(fs, f"{root}/{MANIFEST_FILE}"):
         if options.resume:
-            return read_manifest(fs, root)
+            manifest = read_manifest(fs, root)
+            check_same_settings(display_uri(out), manifest.source, settings, "the finished conversion")
+            return manifest
         raise ShardError(
             f"{display_uri(out)} already holds a complete dataset; choose another OUT or delete it"
         )
@@ -257,7 +260,8 @@ def convert_stream_to_store(source, out: str, options, **kwargs) -> Manifest:
     from vla_data.convert import convert
 
     fs, root = remote_filesystem(out, options.storage_options)
-    if (done := _check_target(fs, root, out, options)) is not None:
+    settings = {**source.describe(), "convert_options": options.describe()}
+    if (done := _check_target(fs, root, out, options, settings)) is not None:
         return done
     staging = staging_dir(out)
     if not options.resume and staging.exists():
@@ -298,7 +302,8 @@ def convert_units_to_store(source, out: str, options) -> Manifest:
     from vla_data.units import run_units
 
     fs, root = remote_filesystem(out, options.storage_options)
-    if (done := _check_target(fs, root, out, options)) is not None:
+    description = {**source.describe(), "convert_options": options.describe()}
+    if (done := _check_target(fs, root, out, options, description)) is not None:
         return done
     base, _, query = out.partition("?")
     units = run_units(
@@ -306,7 +311,6 @@ def convert_units_to_store(source, out: str, options) -> Manifest:
         lambda k: f"{base.rstrip('/')}/{STAGING_DIR}/unit-{k:05d}" + (f"?{query}" if query else ""),
         options,
     )
-    description = {**source.describe(), "convert_options": options.describe()}
     unit_roots = [remote_filesystem(u, options.storage_options)[1] for u in units]
     manifest = merge_on_store(fs, unit_roots, root, source=description)
     fs.delete_dir(f"{root}/{STAGING_DIR}")

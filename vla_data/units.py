@@ -20,6 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from vla_data.errors import ShardError
+from vla_data.resume import check_same_settings, check_unit
 from vla_data.shards.manifest import MANIFEST_FILE, Manifest, load_manifest
 from vla_data.shards.merge import STAGING_DIR, merge_datasets
 
@@ -41,15 +42,18 @@ def convert_unit(source, refs: list[dict[str, Any]], out: str, options, feature_
     return out
 
 
-def run_units(source, unit_out, options) -> list[str]:
+def run_units(source, unit_out, options, check=None) -> list[str]:
     """Convert `source` in units of `options.unit_episodes` episodes, unit k into `unit_out(k)`, on
-    the options' executor; the units' outputs, in order."""
+    the options' executor; the units' outputs, in order. `check(refs, unit)` runs for every unit
+    before any starts (resume rules)."""
     refs = source.episode_refs()
     feature_names = source.feature_names() if hasattr(source, "feature_names") else None
     size = options.unit_episodes
     jobs = [
         (refs[start : start + size], str(unit_out(k))) for k, start in enumerate(range(0, len(refs), size))
     ]
+    for refs_of_unit, unit in jobs if check else ():
+        check(refs_of_unit, unit)
     shared = (source, options, feature_names)  # sent once per worker, not once per unit
     show = sys.stderr.isatty() if options.progress is None else options.progress
     with tqdm(total=len(jobs), unit="unit", desc=f"convert ({options.executor})", disable=not show) as bar:
@@ -62,9 +66,12 @@ def run_units(source, unit_out, options) -> list[str]:
 
 def convert_in_units(source, out: str | Path, options) -> Manifest:
     out = Path(out)
+    settings = {**source.describe(), "convert_options": options.describe()}
     if (out / MANIFEST_FILE).exists():
         if options.resume:
-            return load_manifest(out)
+            manifest = load_manifest(out)
+            check_same_settings(out, manifest.source, settings, "the finished conversion")
+            return manifest
         raise ShardError(f"{out} already holds a complete dataset; choose another OUT or delete it")
     if out.exists() and any(p.name != STAGING_DIR for p in out.iterdir()):
         raise ShardError(f"{out} is not empty and holds no vla-data conversion; choose an empty OUT")
@@ -72,9 +79,13 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
         raise ShardError(
             f"{out} holds an interrupted conversion; pass --resume to continue it or delete the folder"
         )
-    units = run_units(source, lambda k: unit_dir(out, k), options)
-    description = {**source.describe(), "convert_options": options.describe()}
-    manifest = merge_datasets(units, out, source=description)
+    units = run_units(
+        source,
+        lambda k: unit_dir(out, k),
+        options,
+        check=lambda refs, unit: check_unit(out, Path(unit), settings, refs),
+    )
+    manifest = merge_datasets(units, out, source=settings)
     shutil.rmtree(out / STAGING_DIR)
     return manifest
 
