@@ -156,6 +156,8 @@ def test_a_missing_extra_is_one_line(dataset, demo_hdf5, tmp_path):
         tmp_path / "o",
         "--layout",
         "aloha",
+        "--fps",
+        "50",
         "--executor",
         "ray",
         env=[str(blocked)],
