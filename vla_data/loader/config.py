@@ -52,6 +52,9 @@ class LoaderConfig:
     action_dim: int = 32
     image_size: tuple[int, int] = (224, 224)
     image_slots: tuple[str, ...] = DEFAULT_SLOTS
+    # full: decode whole JPEGs, then resize (openpi's pixels); draft: libjpeg DCT-scaled decode,
+    # faster for frames >= 2x the model size, pixels differ slightly (vla_data.images.decode_for_size)
+    image_decode: Literal["full", "draft"] = "full"
     normalization: Literal["quantile", "zscore"] = "quantile"
     state_in_prompt: bool = True
     lowercase: bool = True
@@ -84,6 +87,8 @@ class LoaderConfig:
             )
         if self.bad_images not in ("fail", "mask"):
             raise VlaDataError(f"bad_images must be 'fail' or 'mask', got {self.bad_images!r}")
+        if self.image_decode not in ("full", "draft"):
+            raise VlaDataError(f"image_decode must be 'full' or 'draft', got {self.image_decode!r}")
         if self.mode not in ("random", "stratified"):
             raise VlaDataError(f"mode must be 'random' or 'stratified', got {self.mode!r}")
         if self.batch_size < 1 or self.max_tokens < 1 or self.horizon < 1:

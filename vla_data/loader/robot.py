@@ -46,9 +46,9 @@ def image_slots(
     return out
 
 
-def load_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad."""
-    return np.ascontiguousarray(decode_for_size(data, *size, "pad").transpose(2, 0, 1))
+def load_image(data: bytes, size: tuple[int, int], *, draft: bool = False) -> np.ndarray:
+    """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad (openpi's rounding)."""
+    return np.ascontiguousarray(decode_for_size(data, *size, "pad", draft=draft).transpose(2, 0, 1))
 
 
 def load_stored_image(
@@ -57,7 +57,7 @@ def load_stored_image(
     """`load_image` for a frame of a shard; a corrupt frame is an error naming shard, row and column,
     or (bad_images="mask") a blank frame whose mask is False."""
     try:
-        return load_image(data, config.image_size), True
+        return load_image(data, config.image_size, draft=config.image_decode == "draft"), True
     except Exception as e:  # PIL raises several types for corrupt data
         if config.bad_images == "mask":
             return np.zeros((3, *config.image_size), np.uint8), False
