@@ -98,6 +98,12 @@ def bench_convert(
 @click.option("--fit-chunks", type=int, default=100_000, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option(
+    "--fast-plus",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Also measure this published tokenizer (e.g. ../shared/data/fast_plus) on the same chunks.",
+)
+@click.option(
     "--compare-modes",
     "golden",
     type=click.Path(exists=True, file_okay=False),
@@ -106,9 +112,10 @@ def bench_convert(
 )
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_tokenizer(mode, chunks, fit_chunks, repeats, golden, as_json) -> None:
-    """FAST encode/decode chunks/s, batched vs the reference's per-chunk loop (10x7, 30x26, 50x14),
-    the share of encode time spent in BPE, and fit seconds."""
+def bench_tokenizer(mode, chunks, fit_chunks, repeats, fast_plus, golden, as_json) -> None:
+    """FAST encode/decode chunks/s, batched vs the reference's per-chunk loop (one DCT and one
+    tokenizer call per chunk) on held-out 10x7, 30x26, 50x14 chunks, for a fitted tokenizer and
+    FAST+ (--fast-plus); the share of encode time spent in BPE, and fit seconds."""
     from vla_data.bench import bench_tokenizer as run
     from vla_data.bench import compare_fast_modes, format_modes_table, format_tokenizer_table
 
@@ -117,7 +124,7 @@ def bench_tokenizer(mode, chunks, fit_chunks, repeats, golden, as_json) -> None:
         click.echo(json.dumps(rows, indent=1) if as_json else format_modes_table(rows))
         return
 
-    result = run(mode=mode, chunks=chunks, fit_chunks=fit_chunks, repeats=repeats)
+    result = run(mode=mode, chunks=chunks, fit_chunks=fit_chunks, repeats=repeats, fast_plus=fast_plus)
     click.echo(json.dumps(result, indent=1) if as_json else format_tokenizer_table(result))
 
 
