@@ -91,5 +91,5 @@ def test_loader_image_decode_option(tmp_path):
         np.testing.assert_array_equal(sample["images"]["base_0_rgb"], expected)
     full = decode_for_size(frame, 40, 40)
     assert not np.array_equal(full, decode_for_size(frame, 40, 40, draft=True))
-    with pytest.raises(Exception, match="image_decode must be 'full' or 'draft'"):
+    with pytest.raises(Exception, match="image_decode: must be one of 'full', 'draft', got 'fast'"):
         LoaderConfig(**{**vars(config), "image_decode": "fast"})
