@@ -140,13 +140,23 @@ def bench_tokenizer(mode, chunks, fit_chunks, repeats, fast_plus, golden, as_jso
     help="Batches drawn with 2 workers while watching their RSS.",
 )
 @click.option("--workers", default="0,1,2", show_default=True)
+@click.option(
+    "--image-size",
+    default="240x320",
+    show_default=True,
+    help="HxW the generated frames are stored at (224x224: as after `convert --image-size 224`).",
+)
+@click.option("--profile", is_flag=True, help="Also print the time per sample of each loader stage.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_loader(batch_size, horizon, batches, rss_batches, workers, as_json) -> None:
+def bench_loader(batch_size, horizon, batches, rss_batches, workers, image_size, profile, as_json) -> None:
     """Loader samples/s and batches/s (2 cameras, freshly generated demo-style data) for each
-    worker count, next to decoding + resizing the same images alone, and worker RSS over time."""
+    worker count, next to decoding + resizing the same images alone, and worker RSS over time.
+    --profile adds where a sample's time goes: locate, read, normalize, FAST ids, prompt, image
+    decode, collate, IPC."""
     from vla_data.bench import bench_loader as run
     from vla_data.bench import format_loader_table
+    from vla_data.images import parse_size
 
     result = run(
         batch_size=batch_size,
@@ -154,5 +164,7 @@ def bench_loader(batch_size, horizon, batches, rss_batches, workers, as_json) ->
         batches=batches,
         rss_batches=rss_batches,
         workers=[int(w) for w in workers.split(",")],
+        image_size=parse_size(image_size),
+        profile=profile,
     )
     click.echo(json.dumps(result, indent=1) if as_json else format_loader_table(result))

@@ -87,6 +87,8 @@ class LoaderConfig:
         action_dim: Model action/state dimension D; datasets are zero-padded up to it.
         image_size: Model image size (height, width); frames are resized with aspect-preserving pad.
         image_slots: The model's image slot names, in order.
+        image_decode: "full" (default): decode whole JPEGs, then resize: openpi's pixels. "draft":
+            libjpeg DCT-scaled decode, faster for frames >= 2x the model size; pixels differ slightly.
         normalization: "quantile" (q01/q99 to [-1, 1], pi0.5) or "zscore".
         state_in_prompt: Put the discretized state in the prompt text (pi0-FAST layout).
         lowercase: Lowercase the task text in the prompt ("vla_data" format only).
@@ -102,8 +104,6 @@ class LoaderConfig:
         pin_memory: DataLoader `pin_memory`.
         persistent_workers: Keep workers alive between epochs (only with num_workers > 0).
         use_fast_cache: Use the pre-tokenized FAST ids of `vla-data tokenizer cache` when present.
-        image_decode: "full" (default): decode whole JPEGs, then resize: openpi's pixels. "draft":
-            libjpeg DCT-scaled decode, faster for frames >= 2x the model size; pixels differ slightly.
         bad_images: "fail": an undecodable frame is an error; "mask": a blank frame whose mask is
             False, counted in `batch["images_dropped"]`.
     """

@@ -20,6 +20,7 @@ from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.tokenizers.prompt import PromptBuilder
 
 from .chunks import chunk_indices, delta_chunk
+from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
 FAST_CACHE_DIR = "fast_cache"
 DELTA_STATS_CHUNKS = 10_000
@@ -156,8 +157,13 @@ class RobotDataset:
         return self._caches[d][global_row].values.to_numpy().astype(np.int64)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.sample(index)
+
+    def sample(self, index: int, timer: StageTimer | _NoTimer = NO_TIMER) -> dict[str, Any]:
+        """The sample at global step `index`; `timer` (bench loader --profile) is charged per stage."""
         d, episode, t = self.locate(index)
         ds = self.datasets[d]
+        timer.mark("locate")
         table = ds.episode_table(episode)
         actions = column_to_numpy(table.column(ACTION), ds.features[ACTION]).reshape(table.num_rows, -1)
         state = (
@@ -165,17 +171,21 @@ class RobotDataset:
             if STATE in ds.features
             else None
         )
+        timer.mark("read")
         chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([t]))
         chunk, is_pad = chunk[0], is_pad[0]  # [H, Da], [H]
         norm_state = self.state_norm[d].normalize(state[t]) if state is not None else None
-        ids = self.fast_ids(d, int(index - self.offsets[d]), chunk)
-        tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
         padded_actions, dim_mask = pad_dims(chunk.astype(np.float32), self.config.action_dim)
         padded_state = (
             pad_dims(norm_state.astype(np.float32), self.config.action_dim)[0]
             if norm_state is not None
             else np.zeros(self.config.action_dim, np.float32)
         )
+        timer.mark("normalize")
+        ids = self.fast_ids(d, int(index - self.offsets[d]), chunk)
+        timer.mark("FAST ids")
+        tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
+        timer.mark("prompt")
         images, masks, dropped = {}, {}, 0
         h, w = self.config.image_size
         for slot, feature in self.slots[d].items():
@@ -186,6 +196,7 @@ class RobotDataset:
                     ds, episode, t, feature, table.column(feature)[t].as_py(), self.config
                 )
                 dropped += not masks[slot]
+        timer.mark("image decode")
         return {
             "images": images,
             "image_masks": masks,
