@@ -171,6 +171,8 @@ def test_a_missing_extra_is_one_line(dataset, demo_hdf5, tmp_path):
         "aloha",
         "--fps",
         "50",
+        "--task",
+        "t",
         "--executor",
         "ray",
         env=[str(blocked)],
