@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vla_data.errors import VlaDataError
+from vla_data.tokenizers.web_text import DEFAULT_TEMPLATES
 
 DEFAULT_SLOTS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 
@@ -68,6 +69,11 @@ class LoaderConfig:
     bad_images: Literal["fail", "mask"] = (
         "fail"  # mask: a frame that cannot be decoded becomes a masked blank, counted per batch
     )
+    # web samples: prompt template per kind (PaliGemma's by default; see tokenizers/web_text.py),
+    # how images (and their boxes) reach the model size, and what to do with more images than slots
+    web_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    web_resize_mode: Literal["pad", "crop"] = "pad"
+    web_extra_images: Literal["fail", "drop"] = "fail"  # drop: keep the first ones, count the rest
 
     def __post_init__(self) -> None:
         sources = tuple(s if isinstance(s, SourceConfig) else SourceConfig(**s) for s in self.sources)
@@ -84,6 +90,10 @@ class LoaderConfig:
             )
         if self.bad_images not in ("fail", "mask"):
             raise VlaDataError(f"bad_images must be 'fail' or 'mask', got {self.bad_images!r}")
+        if self.web_resize_mode not in ("pad", "crop"):
+            raise VlaDataError(f"web_resize_mode must be 'pad' or 'crop', got {self.web_resize_mode!r}")
+        if self.web_extra_images not in ("fail", "drop"):
+            raise VlaDataError(f"web_extra_images must be 'fail' or 'drop', got {self.web_extra_images!r}")
         if self.mode not in ("random", "stratified"):
             raise VlaDataError(f"mode must be 'random' or 'stratified', got {self.mode!r}")
         if self.batch_size < 1 or self.max_tokens < 1 or self.horizon < 1:
