@@ -11,7 +11,8 @@ from vla_data.bench.timing import median_seconds
 
 
 def _children_rss_mb() -> list[float]:
-    """Resident memory of this process's child processes (DataLoader workers), from /proc."""
+    """Resident memory of this process's DataLoader workers, from /proc: every child process except
+    helpers such as multiprocessing's resource tracker, which is a child but not a worker."""
     import os
 
     pids = []
@@ -24,6 +25,9 @@ def _children_rss_mb() -> list[float]:
     sizes = []
     for pid in pids:
         try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"resource_tracker" in f.read():
+                    continue
             with open(f"/proc/{pid}/status") as f:
                 rss = next(line for line in f if line.startswith("VmRSS:"))
             sizes.append(int(rss.split()[1]) / 1024)

@@ -167,7 +167,7 @@ def group_episode(samples: list[WebSample], source_ref: dict[str, Any], skipped:
     episode = Episode(
         index=0, task="", fps=1.0, arrays=arrays, source_ref=source_ref, skipped_samples=list(skipped)
     )
-    episode.validate(require_action=False, finite_keys=())
+    episode.validate(require_action=False)
     return episode
 
 
