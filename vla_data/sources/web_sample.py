@@ -184,7 +184,12 @@ def read_web_sample(dataset, index: int) -> WebSample:
             "with `vla-data convert web`"
         )
     episode, row = dataset.locate(index)
-    values = dataset.episode_table(episode).slice(row, 1).select(list(WEB_FEATURES)).to_pylist()[0]
+    return web_sample_from_table(dataset.episode_table(episode), row)
+
+
+def web_sample_from_table(table: pa.Table, row: int) -> WebSample:
+    """The sample at `row` of a web dataset's episode table (see `read_web_sample`)."""
+    values = table.slice(row, 1).select(list(WEB_FEATURES)).to_pylist()[0]
     return WebSample(
         id=values["sample_id"],
         kind=values["kind"],
