@@ -179,9 +179,10 @@ def test_loc_tokens_after_crop_drop_boxes_cropped_away(tmp_path):
     assert_boxes_match_pixels(sample, {"cat": cat, "cup": cup})
 
 
-def test_loc_tokens_follow_a_draft_decoded_jpeg(tmp_path):
-    """A 480x960 JPEG is decoded at 1/2 scale before the resize: boxes must follow that path too."""
-    sample = web_samples(boxes_dataset(tmp_path, "jpeg", (480, 960)))[0]
+@pytest.mark.parametrize("decode", ["full", "draft"])
+def test_loc_tokens_follow_a_resized_jpeg(tmp_path, decode):
+    """A 480x960 JPEG, decoded whole or at a DCT scale (draft) before the resize: boxes follow."""
+    sample = web_samples(boxes_dataset(tmp_path, "jpeg", (480, 960)), image_decode=decode)[0]
     text = bytes(t for t in sample["tokens"].tokens.tolist() if t < 256).decode()
     answer = text.split("\n", 1)[1]
     found = {}

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from vla_data.errors import VlaDataError
-from vla_data.images import decode_draft, resize, resize_geometry
+from vla_data.images import decode_for_size, resize_geometry
 from vla_data.shards import ShardDataset
 from vla_data.sources.web_sample import WEB_FEATURES, read_web_sample
 from vla_data.tokenizers.prompt import PromptBuilder
@@ -50,13 +50,14 @@ class WebDataset:
         masks = {slot: False for slot in slots}
         geometries: list[tuple[int, int, int, int] | None] = []
         bad = 0
-        for slot, data in zip(slots, sample.images, strict=False):
-            frame, geometry = self._load(data, where)
+        for slot, data, (source_h, source_w) in zip(slots, sample.images, sample.image_sizes, strict=False):
+            frame = self._load(data, where)
             if frame is None:
                 bad += 1
+                geometries.append(None)
             else:
                 images[slot], masks[slot] = frame, True
-            geometries.append(geometry)
+                geometries.append(resize_geometry(source_h, source_w, h, w, self.config.web_resize_mode))
         boxes, labels, dropped = [], [], 0
         for box, label, image in zip(sample.boxes, sample.box_labels, sample.box_image, strict=True):
             moved = None
@@ -85,16 +86,16 @@ class WebDataset:
             "where": where,
         }
 
-    def _load(self, data: bytes, where: str) -> tuple[np.ndarray | None, tuple[int, int, int, int] | None]:
-        """[3, h, w] model image and its resize geometry; (None, None) for an undecodable image
-        with bad_images="mask" (an error otherwise)."""
+    def _load(self, data: bytes, where: str) -> np.ndarray | None:
+        """[3, h, w] model image, resized (pad or crop) like the robot frames (`image_decode`);
+        None for an undecodable image with bad_images="mask" (an error otherwise)."""
         h, w = self.config.image_size
-        mode = self.config.web_resize_mode
         try:
-            frame = decode_draft(data, h, w, mode)
+            frame = decode_for_size(
+                data, h, w, self.config.web_resize_mode, draft=self.config.image_decode == "draft"
+            )
         except Exception as e:  # PIL raises several types for corrupt data
             if self.config.bad_images == "mask":
-                return None, None
+                return None
             raise VlaDataError(f"{where}: image cannot be decoded ({e})") from e
-        geometry = resize_geometry(*frame.shape[:2], h, w, mode)
-        return np.ascontiguousarray(resize(frame, h, w, mode).transpose(2, 0, 1)), geometry
+        return np.ascontiguousarray(frame.transpose(2, 0, 1))
