@@ -115,6 +115,23 @@ def content_size(h: int, w: int, height: int, width: int, mode: ResizeMode = "pa
     return max(height, round(h * ratio)), max(width, round(w * ratio))
 
 
+def resize_geometry(
+    h: int, w: int, height: int, width: int, mode: ResizeMode = "pad"
+) -> tuple[int, int, int, int]:
+    """Where `resize` / `decode_for_size` put an `h x w` frame in their `height x width` output: it
+    is scaled to `new_h x new_w` and its top-left corner lands at (`top`, `left`) — positive when
+    padded, negative when cropped (as `_place` does). Returns (new_h, new_w, top, left); boxes
+    follow their image through it (`vla_data.tokenizers.web_text.transform_box`)."""
+    if (h, w) == (height, width):
+        return h, w, 0, 0
+    if mode == "stretch":
+        return height, width, 0, 0
+    new_h, new_w = content_size(h, w, height, width, mode)
+    if mode == "crop":
+        return new_h, new_w, -((new_h - height) // 2), -((new_w - width) // 2)
+    return new_h, new_w, (height - new_h) // 2, (width - new_w) // 2
+
+
 def _place(scaled: np.ndarray, height: int, width: int, mode: ResizeMode) -> np.ndarray:
     """Pad (centred, black; openpi puts the odd row/column at the bottom/right) or centre-crop."""
     new_h, new_w = scaled.shape[:2]

@@ -52,6 +52,10 @@ class Collate:
             "action_dim_mask": _stack([x["action_dim_mask"] for x in samples], torch.bool),
             "has_actions": torch.tensor([x["has_actions"] for x in samples]),
             "source": torch.tensor([x["source"] for x in samples], dtype=torch.int64),
+            # web samples: images beyond the model's slots (web_extra_images="drop") and boxes
+            # cropped away by the resize; 0 for robot samples
+            "extra_images_dropped": torch.tensor([x.get("extra_images_dropped", 0) for x in samples]),
+            "boxes_dropped": torch.tensor([x.get("boxes_dropped", 0) for x in samples]),
         }
         if self.truncate:
             batch["truncated"] = torch.from_numpy(truncated)
