@@ -10,6 +10,7 @@ from vla_data import __version__
 from vla_data.cli.bench import bench
 from vla_data.cli.convert import convert
 from vla_data.cli.dataset import demo, info, merge, stats, verify
+from vla_data.cli.loader import loader
 from vla_data.cli.tokenizer import tokenizer
 from vla_data.cli.view import view
 
@@ -38,5 +39,5 @@ def main(endpoint_url: str | None) -> None:
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url  # inherited by worker processes too
 
 
-for command in (convert, info, verify, stats, merge, tokenizer, demo, bench, view):
+for command in (convert, info, verify, stats, merge, tokenizer, loader, demo, bench, view):
     main.add_command(command)

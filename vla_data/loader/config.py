@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vla_data.errors import VlaDataError
+from vla_data.tokenizers.web_text import DEFAULT_TEMPLATES
 
 from .config_check import ConfigError, check_fields, closest_choice, require_path, resolve_path, unknown_keys
 
@@ -130,6 +131,13 @@ class LoaderConfig:
             32 GiB); 0: no cache, each sample reads only its own rows and columns.
         storage_options: pyarrow filesystem options for remote roots (e.g. endpoint_url,
             access_key, secret_key, region); never printed. Default: the AWS environment variables.
+        web_templates: Prompt template per web sample kind (caption, vqa, detection, chat), applied to
+            the first user turn; PaliGemma's by default (`caption en`, `answer en {question}`,
+            `detect {labels}`, `{question}`).
+        web_resize_mode: "pad" or "crop": how web images, and their boxes with them, reach
+            `image_size` (boxes cropped away are dropped, counted in `batch["boxes_dropped"]`).
+        web_extra_images: "fail": a web sample with more images than `image_slots` is an error;
+            "drop": keep the first ones, counted in `batch["extra_images_dropped"]`.
     """
 
     sources: tuple[SourceConfig, ...]
@@ -166,6 +174,9 @@ class LoaderConfig:
     cache_dir: str | None = None
     cache_limit: int | None = None
     storage_options: dict[str, Any] | None = field(default=None, repr=False)
+    web_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    web_resize_mode: Literal["pad", "crop"] = "pad"
+    web_extra_images: Literal["fail", "drop"] = "fail"
 
     def __post_init__(self) -> None:
         if not isinstance(self.sources, (list, tuple)):
@@ -185,6 +196,8 @@ class LoaderConfig:
             ("mode", ("random", "stratified")),
             ("bad_images", ("fail", "mask")),
             ("image_decode", ("full", "draft")),
+            ("web_resize_mode", ("pad", "crop")),
+            ("web_extra_images", ("fail", "drop")),
         ):
             value = getattr(self, name)
             if value not in choices:

@@ -220,6 +220,19 @@ class RemoteShard:
             return None if child is None else pa.FixedSizeListArray.from_arrays(child, dtype.list_size)
         if pa.types.is_boolean(dtype):
             return None
+        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+            index = np.dtype(np.int64 if pa.types.is_large_list(dtype) else np.int32)
+            where = layout.buffers[buffer + 1]
+            offsets = np.frombuffer(
+                self.read(body + int(where[0]) + start * index.itemsize, (n + 1) * index.itemsize), index
+            )
+            child = self._ranged(
+                dtype.value_type, body, layout, node + 1, buffer + 2, int(offsets[0]), int(offsets[-1])
+            )
+            if child is None:
+                return None
+            rebased = pa.py_buffer((offsets - offsets[0]).astype(index).tobytes())
+            return pa.Array.from_buffers(dtype, n, [None, rebased], children=[child])
         if (
             pa.types.is_binary(dtype)
             or pa.types.is_string(dtype)
