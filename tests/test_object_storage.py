@@ -245,3 +245,29 @@ def test_compressed_shards_decode_one_batch_of_the_asked_columns(data, tmp_path,
             plain.rows(e, 4, 6, ["action", "observation.images.cam_low"]),
             direct.rows(e, 4, 6, ["action", "observation.images.cam_low"]),
         )
+
+
+def test_uncached_web_sample_fetches_its_own_row(data, s3_server):
+    from vla_data.sources.web_sample import WEB_FEATURES
+
+    root, uri = data
+    config = loader_config(
+        root, f"{uri}/robot", f"{uri}/web", cache_limit=0, storage_options=s3_server.storage_options
+    )
+    web = make_loader(config).sources[1]
+    ds, local = web.datasets[0], ShardDataset(root / "web")
+    seen_shards, seen_batches = set(), set()
+    for index in range(0, len(ds), 3):
+        episode, row = ds.locate(index)
+        shard, batch = int(ds.episode_shard[episode]), int(ds.episode_batch[episode])
+        before = ds.fetched.bytes
+        sample = web[index]
+        fetched = ds.fetched.bytes - before
+        own = local.rows(episode, row, row + 1, list(WEB_FEATURES)).nbytes
+        path = root / "web" / ds.manifest.shards[shard].file
+        meta = 0 if (shard, batch) in seen_batches else metadata_bytes(path, batch, shard not in seen_shards)
+        seen_shards.add(shard)
+        seen_batches.add((shard, batch))
+        assert sample["image_masks"]["base_0_rgb"]
+        assert fetched <= 2 * (own + meta), (index, fetched, own, meta)
+        assert fetched - meta < local.episode_table(episode).nbytes / 10  # 24 samples per episode
