@@ -83,7 +83,7 @@ def summary(ds: ShardDataset) -> dict[str, Any]:
         "path": ds.uri or str(ds.root),
         "format_version": m.format_version,
         "created_by": m.created_by,
-        "source": m.source,
+        "source": shorten(m.source),
         "fps": m.fps,
         "episodes": m.num_episodes,
         "frames": m.num_frames,
@@ -100,6 +100,15 @@ def summary(ds: ShardDataset) -> dict[str, Any]:
         },
         "episodes_per_page": EPISODES_PER_PAGE,
     }
+
+
+def shorten(value: Any, items: int = 20) -> Any:
+    """`value` with long lists cut to their first `items` (a source may list thousands of files)."""
+    if isinstance(value, dict):
+        return {k: shorten(v, items) for k, v in value.items()}
+    if isinstance(value, list) and len(value) > items:
+        return [shorten(v, items) for v in value[:items]] + [f"... {len(value) - items} more"]
+    return value
 
 
 def listing(ds: ShardDataset, name: str, page: int, size: int = LIST_PAGE) -> dict[str, Any]:
