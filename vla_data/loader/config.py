@@ -57,6 +57,10 @@ class LoaderConfig:
     lowercase: bool = True
     delta_action_dims: tuple[int, ...] = ()  # action dims made relative to the current state
     mode: Literal["random", "stratified"] = "random"
+    # shard_block: each rank reads a window of `shuffle_window` shards at a time (for shard caches
+    # smaller than the dataset); random (default): every sample of a source shuffled together
+    shuffle: Literal["random", "shard_block"] = "random"
+    shuffle_window: int = 4
     seed: int = 0
     samples_per_epoch: int | None = None  # default: the robot sources' steps
     num_workers: int = 0
@@ -86,6 +90,10 @@ class LoaderConfig:
             raise VlaDataError(f"bad_images must be 'fail' or 'mask', got {self.bad_images!r}")
         if self.mode not in ("random", "stratified"):
             raise VlaDataError(f"mode must be 'random' or 'stratified', got {self.mode!r}")
+        if self.shuffle not in ("random", "shard_block"):
+            raise VlaDataError(f"shuffle must be 'random' or 'shard_block', got {self.shuffle!r}")
+        if self.shuffle_window < 1:
+            raise VlaDataError(f"shuffle_window must be >= 1 shard, got {self.shuffle_window}")
         if self.batch_size < 1 or self.max_tokens < 1 or self.horizon < 1:
             raise VlaDataError("batch_size, max_tokens and horizon must be positive")
         if not 0 <= self.rank < self.world_size:
