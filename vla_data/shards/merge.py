@@ -12,7 +12,7 @@ import pyarrow as pa
 from vla_data.errors import ShardError
 from vla_data.shards.manifest import EPISODES_FILE, SHARD_DIR, Manifest, ShardInfo, load_manifest, shard_path
 from vla_data.shards.reader import open_arrow_file
-from vla_data.shards.writer import commit_dataset, sha256_file
+from vla_data.shards.writer import TaskIndex, commit_dataset, sha256_file
 
 STAGING_DIR = ".units"  # conversion units live here until they are merged into OUT
 
@@ -48,7 +48,7 @@ def merge_datasets(
     manifests = [load_manifest(p) for p in inputs]
     first = _check_compatible(manifests, inputs)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-    tasks: list[str] = []
+    tasks = TaskIndex()
     shards: list[ShardInfo] = []
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
@@ -56,7 +56,7 @@ def merge_datasets(
         skipped += manifest.skipped
         if not manifest.num_episodes:
             continue
-        task_map = np.array([_index(tasks, t) for t in manifest.tasks], dtype=np.int32)
+        task_map = np.array([tasks.index(t) for t in manifest.tasks], dtype=np.int32)
         episodes = open_arrow_file(root / EPISODES_FILE).to_pylist()
         offset, shard_base = len(rows), len(shards)
         for row in episodes:
@@ -75,18 +75,12 @@ def merge_datasets(
     merged = Manifest(
         fps=first.fps,
         features=first.features,
-        tasks=tasks,
+        tasks=tasks.tasks,
         shards=shards,
         source=source or {"format": "merge", "inputs": [str(p) for p in inputs]},
         skipped=skipped,
     )
     return commit_dataset(out, merged, rows)
-
-
-def _index(tasks: list[str], task: str) -> int:
-    if task not in tasks:
-        tasks.append(task)
-    return tasks.index(task)
 
 
 def _renumber(table: pa.Table, episode_offset: int, task_map: np.ndarray) -> pa.Table:

@@ -16,6 +16,7 @@ from vla_data import __version__
 from vla_data.episode import Episode
 from vla_data.errors import ShardError, SourceError
 from vla_data.schema import FORMAT_VERSION, IMAGE_PREFIX, Feature, arrow_schema
+from vla_data.shards.journal import JournalState, append_line, load_journal
 from vla_data.shards.manifest import (
     EPISODES_FILE,
     MANIFEST_FILE,
@@ -50,6 +51,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class TaskIndex:
+    """Task strings numbered in order of first appearance; a dict lookup per episode, not a list scan."""
+
+    def __init__(self, tasks: list[str] | None = None):
+        self.tasks: list[str] = []
+        self._ids: dict[str, int] = {}
+        for task in tasks or []:
+            self.index(task)
+
+    def index(self, task: str) -> int:
+        found = self._ids.get(task)
+        if found is None:
+            found = self._ids[task] = len(self.tasks)
+            self.tasks.append(task)
+        return found
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
 class ShardWriter:
     """Writes episodes (images already encoded) into `OUT/shards/*.arrow` and commits on success.
 
@@ -57,7 +78,7 @@ class ShardWriter:
             writer.write(episode, position=i)
 
     An episode never spans two shards; a shard closes after the episode that crosses
-    `target_bytes`. Each closed shard is recorded in `OUT/.progress.json`, so a conversion that
+    `target_bytes`. Each closed shard is appended to the journal `OUT/.progress.jsonl`, so a conversion that
     dies can resume from the last closed shard (`resume=True`). `manifest.json` is written only when
     the body of the `with` finished without an exception.
     """
@@ -80,11 +101,15 @@ class ShardWriter:
         self.fps: float | None = None
         self.features: dict[str, Feature] | None = None
         self.manifest: Manifest | None = None
-        self.tasks: list[str] = []
+        self._tasks = TaskIndex()
         self.shards: list[ShardInfo] = []
         self.episode_rows: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
         self.consumed = 0  # source positions fully committed in closed shards
+        # what the journal already holds: shards, episode rows, tasks, skipped, features
+        self._journaled = {"shards": 0, "episodes": 0, "tasks": 0, "skipped": 0, "features": False}
+        self._closed_episodes = 0  # episode rows in closed shards
+        self._closed_tasks = 0  # tasks used by closed shards (a prefix of `tasks`)
         self._open: dict[str, Any] | None = None
         self._prepare(resume)
         if features is not None and self.features is None:
@@ -113,8 +138,9 @@ class ShardWriter:
             raise ShardError(f"{self.out} is not empty and holds no vla-data conversion; choose an empty OUT")
         (self.out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
         (self.out / (PROGRESS_FILE + ".tmp")).unlink(missing_ok=True)  # a journal write cut short
-        if journal.exists():
-            self._restore(json.loads(journal.read_text()))
+        state = load_journal(journal) if journal.exists() else None
+        if state is not None:
+            self._restore(state)
         else:  # died before its first shard closed: nothing was committed
             for path in (self.out / SHARD_DIR).iterdir():
                 path.unlink()
@@ -130,21 +156,33 @@ class ShardWriter:
             for p in (self.out / SHARD_DIR).iterdir()
         )
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        if state["source"] != self.source or state["format_version"] != FORMAT_VERSION:
+    @property
+    def tasks(self) -> list[str]:
+        return self._tasks.tasks
+
+    def _restore(self, state: JournalState) -> None:
+        header = state.header
+        if header.get("source") != self.source or header.get("format_version") != FORMAT_VERSION:
             raise ShardError(
                 f"{self.out}: the interrupted conversion used other source options "
-                f"({state['source']}); rerun with the same options or delete the folder"
+                f"({header.get('source')}); rerun with the same options or delete the folder"
             )
-        if state["features"] is not None:
-            self.set_features(
-                state["fps"], {n: Feature.from_json(n, f) for n, f in state["features"].items()}
-            )
-        self.tasks = state["tasks"]
-        self.shards = [ShardInfo(**s) for s in state["shards"]]
-        self.episode_rows = state["episodes"]
-        self.skipped = state["skipped"]
-        self.consumed = state["consumed"]
+        if state.features is not None:
+            self.set_features(state.fps, {n: Feature.from_json(n, f) for n, f in state.features.items()})
+        self._tasks = TaskIndex(state.tasks)
+        self.shards = [ShardInfo(**s) for s in state.shards]
+        self.episode_rows = state.episodes
+        self.skipped = state.skipped
+        self.consumed = state.consumed
+        self._closed_episodes = len(self.episode_rows)
+        self._closed_tasks = len(self.tasks)
+        self._journaled = {
+            "shards": len(self.shards),
+            "episodes": len(self.episode_rows),
+            "tasks": len(self.tasks),
+            "skipped": len(self.skipped),
+            "features": state.features is not None,
+        }
         kept = {self.out / s.file for s in self.shards}
         for path in (self.out / SHARD_DIR).iterdir():
             if path not in kept:
@@ -205,9 +243,7 @@ class ShardWriter:
             self._save_journal()
 
     def _task_index(self, task: str) -> int:
-        if task not in self.tasks:
-            self.tasks.append(task)
-        return self.tasks.index(task)
+        return self._tasks.index(task)
 
     def _episode_table(self, episode: Episode) -> pa.Table:
         length = episode.length
@@ -280,6 +316,7 @@ class ShardWriter:
                 sha256=sha256_file(shard["path"]),
             )
         )
+        self._closed_episodes += shard["episodes"]
         self.consumed = shard["last_position"] + 1
         self._save_journal()
 
@@ -300,25 +337,36 @@ class ShardWriter:
             self.out.rmdir()
 
     def _save_journal(self) -> None:
-        committed = [s for s in self.skipped if s["position"] < self.consumed]
-        write_json_atomic(
+        """Append what was committed since the last journal line (never rewrite earlier lines)."""
+        done = self._journaled
+        closed = self.episode_rows[done["episodes"] : self._closed_episodes]
+        self._closed_tasks = max([self._closed_tasks] + [row["task_index"] + 1 for row in closed])
+        skipped = self.skipped[done["skipped"] :]
+        committed = skipped[
+            : next((i for i, s in enumerate(skipped) if s["position"] >= self.consumed), None)
+        ]
+        record: dict[str, Any] = {
+            "consumed": self.consumed,
+            "shards": [asdict(s) for s in self.shards[done["shards"] :]],
+            "episodes": closed,
+            "tasks": self.tasks[done["tasks"] : self._closed_tasks],
+            "skipped": committed,
+        }
+        if self.features and not done["features"]:
+            record["fps"] = self.fps
+            record["features"] = {n: f.to_json() for n, f in self.features.items()}
+        append_line(
             self.out / PROGRESS_FILE,
-            {
-                "format_version": FORMAT_VERSION,
-                "source": self.source,
-                "fps": self.fps,
-                "features": {n: f.to_json() for n, f in self.features.items()} if self.features else None,
-                "tasks": self.tasks[: self._tasks_in_closed_shards()],
-                "shards": [asdict(s) for s in self.shards],
-                "episodes": self.episode_rows[: sum(s.episodes for s in self.shards)],
-                "skipped": committed,
-                "consumed": self.consumed,
-            },
+            record,
+            header={"format_version": FORMAT_VERSION, "source": self.source},
         )
-
-    def _tasks_in_closed_shards(self) -> int:
-        closed = self.episode_rows[: sum(s.episodes for s in self.shards)]
-        return max((row["task_index"] + 1 for row in closed), default=0)
+        self._journaled = {
+            "shards": len(self.shards),
+            "episodes": self._closed_episodes,
+            "tasks": self._closed_tasks,
+            "skipped": done["skipped"] + len(committed),
+            "features": done["features"] or bool(self.features),
+        }
 
     # -- commit ----------------------------------------------------------------------------------
     def finish(self, *, allow_empty: bool = False) -> Manifest:
@@ -338,7 +386,7 @@ class ShardWriter:
             Manifest(
                 fps=self.fps or 0.0,
                 features=self.features or {},
-                tasks=self.tasks,
+                tasks=list(self.tasks),
                 shards=self.shards,
                 source=self.source,
                 skipped=[{k: v for k, v in s.items() if k != "position"} for s in self.skipped],

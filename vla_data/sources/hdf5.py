@@ -204,12 +204,20 @@ class HDF5Source:
     def _dataset(self, group, path: str, file: str, episode: str):
         if path not in group:
             raise SourceError("missing dataset", file=file, episode=episode, key=path)
-        try:
-            return group[path][()]
-        except OSError as e:
+        node = group[path]
+        if not hasattr(node, "dtype"):  # an h5py Group
+            children = ", ".join(sorted(node.keys())[:5])
             raise SourceError(
-                f"cannot read dataset ({e}); the file may be truncated", file=file, episode=episode, key=path
-            ) from e
+                f"is a group, not a dataset (it holds {children or 'nothing'}); map a dataset inside it",
+                file=file,
+                episode=episode,
+                key=path,
+            )
+        try:
+            return node[()]
+        except (OSError, TypeError, ValueError) as e:
+            hint = "; the file may be truncated" if isinstance(e, OSError) else ""
+            raise SourceError(f"cannot read dataset ({e}){hint}", file=file, episode=episode, key=path) from e
 
     def _read_aloha(self, group, file: str):
         arrays = {

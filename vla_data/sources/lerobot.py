@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vla_data.episode import Episode
@@ -356,7 +357,36 @@ def _column(table: pa.Table, key: str, data_file: str, episode: int) -> np.ndarr
             "column listed in info.json is missing from the parquet", file=data_file, episode=episode, key=key
         )
     column = table.column(key).combine_chunks()
-    if pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type):
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        return values.reshape(len(column), -1)
+    nested = pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type)
+    step = _first_null_step(column, nested)
+    if step is not None:
+        raise SourceError(
+            f"null value at step {step}; fill or drop it, or skip such episodes with --on-error skip",
+            file=data_file,
+            episode=episode,
+            key=key,
+        )
+    if nested:
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        if len(lengths) and (lengths != lengths[0]).any():
+            step = int(np.flatnonzero(lengths != lengths[0])[0])
+            raise SourceError(
+                f"step {step} holds {lengths[step]} values, step 0 holds {lengths[0]}",
+                file=data_file,
+                episode=episode,
+                key=key,
+            )
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
     return column.to_numpy(zero_copy_only=False)
+
+
+def _first_null_step(column: pa.Array, nested: bool) -> int | None:
+    """The first step whose value (or, in a list column, any element of it) is null."""
+    if column.null_count:
+        return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+    if nested:
+        flat = column.flatten()
+        if flat.null_count:
+            first = int(np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))[0])
+            return int(pc.list_parent_indices(column)[first].as_py())
+    return None

@@ -282,6 +282,13 @@ class FastTokenizer:
         return problems
 
     @property
+    def bpe_vocab_size(self) -> int:
+        """How many ids the BPE model really has: every id is in `[0, bpe_vocab_size)`. It can exceed
+        the requested `vocab_size` (compat mode's byte-level alphabet of 256 bytes plus the symbols
+        is kept whole even when `vocab_size` is smaller), so map ids into a text vocabulary with this."""
+        return self._bpe_vocab_size
+
+    @property
     def action_bound(self) -> float:
         """No decoded action exceeds twice the largest fitted coefficient magnitude (in action units)."""
         return 2.0 * max(abs(self.min_token), abs(self.max_token), 1) / self.scale

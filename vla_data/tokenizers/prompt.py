@@ -1,9 +1,23 @@
-"""Prompt strings and token layouts of robot and web samples (openpi's pi0-FAST format).
+"""Prompt strings and token layouts of robot and web samples.
 
-Robot:  BOS "Task: {task}, State: {s_0 s_1 ...};\\n" | "Action: " FAST ids "|" EOS
-Web:    BOS {prompt}                                | {answer} EOS
-The bar separates the prefix (bidirectional, no loss) from the postfix (causal). Loss falls on
-FAST ids + "|" + EOS for robot samples and on the answer + EOS for web samples.
+Robot samples come in three formats (`prompt_format`); "|" below separates the prefix
+(bidirectional, no loss) from the postfix (causal):
+
+  vla_data (ours): BOS "Task: {task}, State: {s_0 s_1 ...};\n" | "Action: " FAST "|" EOS
+                   task: strip, `_` -> space, newline -> space, lowercase optional; loss on FAST "|" EOS
+  pi0fast (openpi): BOS "Task: {task}, State: {...};\n" | "Action: " FAST "|" EOS
+                   task: lowercase, strip, `_` -> space, newlines KEPT; loss on the whole postfix
+                   ("Action: " included)
+  pi05 (openpi):   BOS "Task: {task}, State: {...};\nAction: " | FAST "|" EOS
+                   task: strip, `_` -> space, newline -> space, case KEPT; the prefix is one string
+                   encoded in one call; loss on FAST "|" EOS
+
+openpi sources (Physical-Intelligence/openpi, src/openpi/models/tokenizer.py): `FASTTokenizer.tokenize`
+for pi0fast, `PaligemmaTokenizer.tokenize` with a state (the pi0.5 format, used by `TokenizePrompt`
+with `discrete_state_input`, which `Pi0Config` turns on when `pi05`) for pi05. openpi's pi0.5 has no
+discrete action postfix; ours is pi0-FAST's (FAST ids, "|", EOS) after the prefix that already ends
+in "Action: ", which is what pi0.5 + knowledge insulation trains on.
+Web:  BOS {prompt} | {answer} EOS, loss on the answer + EOS.
 """
 
 from __future__ import annotations
@@ -17,12 +31,24 @@ from vla_data.errors import VlaDataError
 from vla_data.tokenizers.text import TextTokenizer
 
 FastMapping = Literal["tail", "append"]
+PromptFormat = Literal["vla_data", "pi0fast", "pi05"]
+PROMPT_FORMATS = ("vla_data", "pi0fast", "pi05")
 
 
 def clean_task(task: str, *, lowercase: bool = True) -> str:
-    """strip, `_` -> space, newline -> space (and lowercase, as openpi's pi0-FAST does)."""
+    """Our format: strip, `_` -> space, newline -> space, lowercase optional."""
     text = task.strip().replace("_", " ").replace("\n", " ")
     return text.lower() if lowercase else text
+
+
+def clean_task_pi0fast(task: str) -> str:
+    """openpi `FASTTokenizer.tokenize`: `prompt.lower().strip().replace("_", " ")` (newlines kept)."""
+    return task.lower().strip().replace("_", " ")
+
+
+def clean_task_pi05(task: str) -> str:
+    """openpi `PaligemmaTokenizer.tokenize`: `prompt.strip().replace("_", " ").replace("\n", " ")`."""
+    return task.strip().replace("_", " ").replace("\n", " ")
 
 
 def discretize_state(state: np.ndarray) -> np.ndarray:
@@ -34,11 +60,33 @@ def discretize_state(state: np.ndarray) -> np.ndarray:
     return np.digitize(np.asarray(state, np.float64), bins=np.linspace(-1, 1, 256 + 1)[:-1]) - 1
 
 
+def _state_text(state: np.ndarray) -> str:
+    return " ".join(map(str, discretize_state(state)))
+
+
 def robot_prefix(task: str, state: np.ndarray | None, *, lowercase: bool = True) -> str:
+    """The prefix text of our `vla_data` format."""
     cleaned = clean_task(task, lowercase=lowercase)
     if state is None:
         return f"Task: {cleaned};\n"
-    return f"Task: {cleaned}, State: {' '.join(map(str, discretize_state(state)))};\n"
+    return f"Task: {cleaned}, State: {_state_text(state)};\n"
+
+
+def robot_text(
+    task: str, state: np.ndarray | None, fmt: PromptFormat, *, lowercase: bool = True
+) -> tuple[str, str]:
+    """(prefix text, the text that opens the postfix) of a robot sample; FAST ids, "|" and EOS follow."""
+    if fmt == "vla_data":
+        return robot_prefix(task, state, lowercase=lowercase), "Action: "
+    if state is None:
+        raise VlaDataError(
+            f"prompt_format {fmt!r} (openpi) always puts the state in the prompt; set state_in_prompt"
+        )
+    if fmt == "pi0fast":
+        return f"Task: {clean_task_pi0fast(task)}, State: {_state_text(state)};\n", "Action: "
+    if fmt == "pi05":
+        return f"Task: {clean_task_pi05(task)}, State: {_state_text(state)};\nAction: ", ""
+    raise VlaDataError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {fmt!r}")
 
 
 @dataclass(frozen=True)
@@ -61,11 +109,21 @@ class PromptBuilder:
     mapping: FastMapping = "tail"
     skip: int = 128
     state_in_prompt: bool = True
-    lowercase: bool = True
+    lowercase: bool = True  # vla_data format only: openpi's formats fix the case (see the module doc)
+    prompt_format: PromptFormat = "vla_data"
 
     def __post_init__(self) -> None:
         if self.mapping not in ("tail", "append"):
             raise VlaDataError(f"FAST mapping must be 'tail' or 'append', got {self.mapping!r}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise VlaDataError(
+                f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}"
+            )
+        if self.prompt_format != "vla_data" and not self.state_in_prompt:
+            raise VlaDataError(
+                f"prompt_format {self.prompt_format!r} (openpi) always puts the state in the prompt; "
+                "set state_in_prompt=True or use prompt_format='vla_data'"
+            )
         if self.mapping == "append" or not self.fast_vocab_size:
             return
         highest = self.text.vocab_size - 1 - self.skip
@@ -96,22 +154,20 @@ class PromptBuilder:
         return self.text.vocab_size + (self.fast_vocab_size if self.mapping == "append" else 0)
 
     def robot(self, task: str, state: np.ndarray | None, fast_ids: np.ndarray) -> SampleTokens:
-        prefix = [
-            self.text.bos_id,
-            *self.text.encode(
-                robot_prefix(task, state if self.state_in_prompt else None, lowercase=self.lowercase)
-            ),
-        ]
-        action_word = self.text.encode("Action: ")
+        prefix_text, opener = robot_text(
+            task, state if self.state_in_prompt else None, self.prompt_format, lowercase=self.lowercase
+        )
+        prefix = [self.text.bos_id, *self.text.encode(prefix_text)]  # one call: openpi encodes it whole
+        action_word = self.text.encode(opener) if opener else []
         fast = self.fast_to_text_ids(fast_ids).tolist()
         tail = [*self.text.encode("|"), self.text.eos_id]
         tokens = prefix + action_word + fast + tail
         n_prefix, n_word, n_fast = len(prefix), len(action_word), len(fast)
-        ar = np.arange(len(tokens)) >= n_prefix
-        loss = np.arange(len(tokens)) >= n_prefix + n_word
-        fast_mask = (np.arange(len(tokens)) >= n_prefix + n_word) & (
-            np.arange(len(tokens)) < n_prefix + n_word + n_fast
-        )
+        position = np.arange(len(tokens))
+        ar = position >= n_prefix
+        # openpi's pi0-FAST puts loss on its whole postfix, "Action: " included; ours starts at FAST
+        loss = position >= (n_prefix if self.prompt_format == "pi0fast" else n_prefix + n_word)
+        fast_mask = (position >= n_prefix + n_word) & (position < n_prefix + n_word + n_fast)
         return SampleTokens(np.asarray(tokens, np.int64), ar, loss, fast_mask)
 
     def web(self, prompt: str, answer: str) -> SampleTokens:

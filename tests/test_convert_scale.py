@@ -1,0 +1,153 @@
+"""Conversion work per item does not grow with the dataset: counted (rows, bytes, comparisons,
+pickles, journal bytes), never timed."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vla_data.convert import ConvertOptions, convert, infer_features
+from vla_data.episode import Episode
+from vla_data.errors import SourceError
+from vla_data.samples import write_aloha_sample
+from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE
+from vla_data.shards.writer import ShardWriter, TaskIndex
+from vla_data.sources.hdf5 import HDF5Source
+
+
+@pytest.fixture(scope="module")
+def aloha(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("aloha")
+    write_aloha_sample(folder, episodes=12, steps=6, height=8, width=8)
+    return folder
+
+
+# -- task index ------------------------------------------------------------------------------------
+class CountingStr(str):
+    comparisons = 0
+
+    def __eq__(self, other):
+        CountingStr.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_task_index_at_40k_distinct_tasks_compares_a_constant_number_of_times_per_task():
+    tasks = [CountingStr(f"pick object {i}") for i in range(40_000)]
+    CountingStr.comparisons = 0
+    index = TaskIndex()
+    assert [index.index(t) for t in tasks] == list(range(40_000))
+    assert [index.index(t) for t in tasks[::-1]] == list(range(40_000))[::-1]  # found again, not re-added
+    # a list scan would compare each task with every earlier one (~8e8 comparisons)
+    assert CountingStr.comparisons <= 2 * 2 * len(tasks)
+    assert len(index) == 40_000 and index.tasks[123] == "pick object 123"
+
+
+# -- append-only journal ---------------------------------------------------------------------------
+def small_episode(i: int) -> Episode:
+    rng = np.random.default_rng(i)
+    return Episode(
+        index=i,
+        task=f"task {i % 7}",
+        fps=10.0,
+        arrays={"action": rng.normal(size=(5, 3)), "observation.state": rng.normal(size=(5, 2))},
+        source_ref={"file": "generated", "episode": i},
+    )
+
+
+def write_episodes(out: Path, count: int, *, resume: bool = False, finish: bool = True, sizes=None):
+    writer = ShardWriter(out, source={"format": "test"}, target_bytes=1, resume=resume)  # a shard per episode
+    for i in range(count):
+        episode = small_episode(i)
+        if writer.features is None:
+            writer.set_features(episode.fps, infer_features(episode))
+        writer.write(episode, position=i)
+        if sizes is not None:
+            sizes.append((out / PROGRESS_FILE).stat().st_size)
+    if finish:
+        writer.finish()
+    else:
+        writer.abandon()
+    return writer
+
+
+def test_journal_grows_linearly_with_episodes(tmp_path):
+    sizes: list[int] = []
+    write_episodes(tmp_path / "out", 60, finish=False, sizes=sizes)
+    growth = np.diff(sizes)  # bytes appended per closed shard (one episode each)
+    early, late = growth[5:15].mean(), growth[-10:].mean()
+    assert late <= 1.2 * early, (early, late)  # rewriting every row at each close would grow it ~10x
+    lines = (tmp_path / "out" / PROGRESS_FILE).read_text().splitlines()
+    assert len(lines) == 61 and "source" in json.loads(lines[0])
+
+
+def test_torn_journal_line_is_dropped_and_resume_is_byte_identical(tmp_path):
+    write_episodes(tmp_path / "reference", 20)
+    out = tmp_path / "out"
+    write_episodes(out, 12, finish=False)
+    with open(out / PROGRESS_FILE, "a") as f:
+        f.write('{"consumed": 13, "shards": [{"file": "shards/shard-000')  # killed mid-append
+    write_episodes(out, 20, resume=True)
+    for name in ["episodes.arrow", *(f"shards/shard-{i:05d}.arrow" for i in range(20))]:
+        assert (out / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+    reference = json.loads((tmp_path / "reference" / MANIFEST_FILE).read_text())
+    assert json.loads((out / MANIFEST_FILE).read_text()) == reference
+    assert reference["tasks"] == [f"task {i}" for i in range(7)]
+    assert not (out / PROGRESS_FILE).exists()
+
+
+# -- workers get episode references, not the source ----------------------------------------------
+PICKLES = {"source": 0}
+
+
+@dataclass(frozen=True)
+class CountedSource(HDF5Source):
+    """Counts how often it is pickled (in this, the parent process)."""
+
+    def __getstate__(self):
+        PICKLES["source"] += 1
+        return dict(self.__dict__)
+
+
+def test_stream_workers_receive_the_source_once_each_not_per_episode(aloha, tmp_path):
+    paths = HDF5Source.from_paths(aloha, layout="aloha").paths
+    # a long file list makes the source heavy; episodes must not carry it
+    source = CountedSource(paths=paths, layout="aloha")
+    PICKLES["source"] = 0
+    convert(source, tmp_path / "two", ConvertOptions(workers=2))
+    assert PICKLES["source"] <= 2 < len(paths)
+    convert(HDF5Source(paths=paths, layout="aloha"), tmp_path / "one")
+    assert (tmp_path / "two" / "episodes.arrow").read_bytes() == (
+        tmp_path / "one" / "episodes.arrow"
+    ).read_bytes()
+
+
+# -- units fail fast -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FailsFirstUnit(HDF5Source):
+    """Unit 0 fails at once; every unit records that it started in `log`."""
+
+    log: str = ""
+
+    def read(self, ref):
+        with open(self.log, "a") as f:
+            f.write(ref["file"] + "\n")
+        if ref["file"].endswith("episode_0.hdf5"):
+            raise SourceError("simulated bad episode", file=ref["file"], episode=0)
+        return super().read(ref)
+
+
+def test_a_failing_unit_cancels_queued_units_and_raises(aloha, tmp_path):
+    paths = HDF5Source.from_paths(aloha, layout="aloha").paths
+    log = tmp_path / "started.log"
+    source = FailsFirstUnit(paths=paths, layout="aloha", log=str(log))
+    workers = 2
+    with pytest.raises(SourceError, match="simulated bad episode"):
+        convert(source, tmp_path / "out", ConvertOptions(executor="local", workers=workers, unit_episodes=1))
+    started = log.read_text().splitlines()
+    # at most the units running or already handed to a worker (one extra per worker) start
+    assert 1 <= len(started) <= 2 * workers + 1 < len(paths), started
+    assert not (tmp_path / "out" / MANIFEST_FILE).exists()

@@ -1,0 +1,260 @@
+"""Conversions users can trust (issue 13): every numeric value checked, every reader failure named
+and skippable, FAST ids inside the vocabulary they are mapped with, and checks that can fail."""
+
+import json
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from vla_data.cli import main
+from vla_data.errors import ShardError, VlaDataError
+from vla_data.samples import write_aloha_sample, write_lerobot_video_sample
+from vla_data.shards.manifest import write_json_atomic
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def strict_json(path):
+    """Parse as every strict JSON parser does: NaN/Infinity are not JSON."""
+
+    def refuse(constant):
+        raise ValueError(f"{path} holds a bare {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def last_line(result):
+    return result.output.strip().splitlines()[-1]
+
+
+# -- item 2: NaN / inf in every numeric feature, strict JSON manifest ------------------------------
+@pytest.fixture
+def aloha_nan_qvel(tmp_path):
+    src = tmp_path / "src"
+    write_aloha_sample(src, episodes=3, steps=12, height=16, width=16)
+    with h5py.File(src / "episode_1.hdf5", "r+") as f:
+        qvel = f["observations/qvel"][()]
+        qvel[5, 3] = np.nan
+        f["observations/qvel"][...] = qvel
+    return src
+
+
+def test_nan_in_any_numeric_feature_is_an_error_naming_it(aloha_nan_qvel, tmp_path):
+    result = run("convert", "hdf5", aloha_nan_qvel, tmp_path / "out", "--layout", "aloha", "--quiet")
+    assert result.exit_code == 1
+    assert (
+        "episode_1.hdf5, episode /, key 'observations/qvel (observation.velocity)': non-finite value nan at step 5"
+        in (last_line(result))
+    )
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_nan_episode_skipped_and_manifest_is_strict_json(aloha_nan_qvel, tmp_path):
+    out = tmp_path / "out"
+    result = run("convert", "hdf5", aloha_nan_qvel, out, "--layout", "aloha", "--quiet", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    manifest = strict_json(out / "manifest.json")
+    assert [s["source_ref"]["file"].endswith("episode_1.hdf5") for s in manifest["skipped"]] == [True]
+    velocity = manifest["stats"]["observation.velocity"]
+    assert velocity["count"] == 24 and all(np.isfinite(velocity["mean"] + velocity["std"]))
+
+
+def test_json_writer_refuses_nan_naming_where(tmp_path):
+    with pytest.raises(ShardError, match=r"stats\.observation\.velocity\.mean\[1\] is NaN or infinite"):
+        write_json_atomic(
+            tmp_path / "m.json", {"stats": {"observation.velocity": {"mean": [0.0, float("nan")]}}}
+        )
+    assert not (tmp_path / "m.json").exists()
+
+
+# -- item 4: any reader failure is one named, skippable error --------------------------------------
+@pytest.fixture
+def lerobot_with_null(tmp_path):
+    root = tmp_path / "ds"
+    write_lerobot_video_sample(root, episodes=3, steps=10)
+    path = root / "data" / "chunk-000" / "episode_000001.parquet"
+    table = pq.read_table(path)
+    actions = table.column("action").to_pylist()
+    actions[4] = None
+    table = table.set_column(0, "action", pa.array(actions, pa.list_(pa.float32())))
+    pq.write_table(table, path)
+    return root
+
+
+def test_lerobot_null_names_file_episode_key_step(lerobot_with_null, tmp_path):
+    result = run("convert", "lerobot", lerobot_with_null, tmp_path / "out", "--quiet")
+    assert result.exit_code == 1
+    assert "episode_000001.parquet, episode 1, key 'action': null value at step 4" in last_line(result)
+
+
+def test_lerobot_null_is_skippable(lerobot_with_null, tmp_path):
+    out = tmp_path / "out"
+    result = run("convert", "lerobot", lerobot_with_null, out, "--quiet", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    manifest = strict_json(out / "manifest.json")
+    assert len(manifest["skipped"]) == 1 and "null value at step 4" in manifest["skipped"][0]["reason"]
+    assert sum(s["episodes"] for s in manifest["shards"]) == 2
+
+
+def test_hdf5_map_to_a_group_names_the_key(tmp_path):
+    src = tmp_path / "src"
+    write_aloha_sample(src, episodes=2, steps=8, height=16, width=16)
+    args = ("convert", "hdf5", src, tmp_path / "out", "--map", "action=observations", "--quiet")
+    result = run(*args)
+    assert result.exit_code == 1
+    assert "episode_0.hdf5, episode /, key 'observations': is a group, not a dataset" in last_line(result)
+    result = run(*args[:-1], "--on-error", "skip", "--quiet")
+    assert result.exit_code == 1 and "no episode was converted" in last_line(result)
+    assert "is a group, not a dataset" in last_line(result)
+
+
+def test_unexpected_reader_exception_becomes_a_source_error():
+    from vla_data.convert import ConvertOptions, _read_prepared
+
+    class Broken:
+        def read(self, ref):
+            return np.zeros(15).reshape(6, -1)  # the kind of numpy error a reader can hit
+
+    error = _read_prepared(Broken(), {"file": "data/x.parquet", "episode": 3}, ConvertOptions())
+    assert "file data/x.parquet, episode 3: the reader failed with ValueError: cannot reshape" in str(error)
+
+
+# -- item 6: FAST ids beyond the requested vocab_size -------------------------------------------------
+@pytest.fixture(scope="module")
+def small_compat_fast():
+    """compat FAST over a ~230-symbol range with vocab_size 256: byte-level BPE keeps its whole
+    alphabet, so the real vocabulary is larger than 256."""
+    from vla_data.tokenizers import FastTokenizer
+
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 10)[None, :, None]
+    phases = rng.uniform(0.5, 2, (300, 1, 3)) * t + rng.uniform(0, 1, (300, 1, 3))
+    chunks = 4.9 * np.sin(2 * np.pi * phases) * rng.uniform(0.2, 1.0, (300, 1, 3))
+    fast = FastTokenizer.fit(chunks, vocab_size=256, mode="compat")
+    return fast, max(max(ids) for ids in fast.encode(chunks)), chunks
+
+
+def test_compat_fast_real_vocab_size_is_used_by_the_loader(small_compat_fast, demo_hdf5, tmp_path):
+    from vla_data.convert import convert
+    from vla_data.loader import LoaderConfig, SourceConfig, make_loader
+    from vla_data.sources.hdf5 import HDF5Source
+
+    fast, largest, _ = small_compat_fast
+    assert largest >= fast.vocab_size  # the case of the issue: ids past the requested size
+    assert fast.bpe_vocab_size > largest
+    fast.save_pretrained(tmp_path / "fast")
+    convert(HDF5Source.from_paths(demo_hdf5, layout="aloha", task="wave"), tmp_path / "robot")
+    config = LoaderConfig(
+        sources=(SourceConfig("robot", (str(tmp_path / "robot"),)),),
+        fast_tokenizer=str(tmp_path / "fast"),
+        fast_mapping="append",
+        batch_size=4,
+        horizon=10,
+        action_dim=16,
+        image_size=(16, 16),
+    )
+    prompt = make_loader(config).prompt
+    assert prompt.fast_to_text_ids(np.array([largest]))[0] < prompt.total_vocab_size
+    assert prompt.total_vocab_size == prompt.text.vocab_size + fast.bpe_vocab_size
+
+
+def test_tail_overlap_guard_covers_the_real_id_range(small_compat_fast):
+    from vla_data.tokenizers.prompt import PromptBuilder
+    from vla_data.tokenizers.text import ByteTokenizer
+
+    fast, _, _ = small_compat_fast
+    # 259 + 128 + 256 + 10: clear of the byte tokens for 256 ids, not for the real vocabulary
+    text = ByteTokenizer(vocab_size=653)
+    with pytest.raises(VlaDataError, match="overlapping the text vocabulary"):
+        PromptBuilder(text, fast.bpe_vocab_size, mapping="tail", skip=128)
+
+
+# -- item 9: checks that can fail ---------------------------------------------------------------------
+def test_bench_loader_counts_dataloader_workers_only(demo_hdf5, tmp_path):
+    from multiprocessing import resource_tracker
+
+    from vla_data.bench.loader import _children_rss_mb
+    from vla_data.convert import convert
+    from vla_data.loader import LoaderConfig, SourceConfig, make_loader
+    from vla_data.sources.hdf5 import HDF5Source
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
+
+    resource_tracker.ensure_running()  # a child process that is not a DataLoader worker
+    convert(HDF5Source.from_paths(demo_hdf5, layout="aloha", task="wave"), tmp_path / "robot")
+    chunks = sample_chunks([tmp_path / "robot"], ChunkSpec(horizon=10))
+    FastTokenizer.fit(chunks.values, vocab_size=300).save_pretrained(tmp_path / "fast")
+    config = LoaderConfig(
+        sources=(SourceConfig("robot", (str(tmp_path / "robot"),)),),
+        fast_tokenizer=str(tmp_path / "fast"),
+        fast_mapping="append",
+        batch_size=4,
+        horizon=10,
+        action_dim=16,
+        image_size=(16, 16),
+        num_workers=2,
+        persistent_workers=True,
+    )
+    iterator = iter(make_loader(config))
+    next(iterator)
+    assert len(_children_rss_mb()) == 2
+    del iterator
+
+
+def test_fast_decode_agrees_with_an_independent_decode(small_compat_fast):
+    """Decode (flag mode) against a decode written here from the definition: the BPE string, its
+    code points + min_token, the range and length checks, the inverse DCT, then the bound. Mutated
+    real sequences reach every branch, not only the zeroing filter."""
+    from scipy.fft import idct
+
+    fast, _, fitted = small_compat_fast
+    rng = np.random.default_rng(1)
+    chunks = fitted[:60]  # every symbol was seen in training, so they round-trip
+    sequences = fast.encode(chunks)
+    for ids in list(sequences):
+        mutated = list(ids)
+        mutated[rng.integers(len(ids))] = int(rng.integers(0, fast.bpe_vocab_size))
+        sequences.append(mutated)
+    # every coefficient at the edge of the range: in range, right length, far beyond the bound
+    edge = "".join(chr(fast.max_token - fast.min_token) for _ in range(30))
+    sequences.append(fast.bpe.encode(edge).ids)
+    actions, valid = fast.decode(sequences, horizon=10, action_dim=3, on_error="flag")
+    outcomes = {"ok": 0, "bound": 0, "other": 0}
+    for b, ids in enumerate(sequences):
+        codes = [ord(c) for c in fast.bpe.decode(ids, skip_special_tokens=False)]
+        values = np.array(codes, np.float64) + fast.min_token
+        if len(codes) != 30 or 0xFFFD in codes or values.max() > fast.max_token:
+            expected_valid, expected = False, np.zeros((10, 3))
+            outcomes["other"] += 1
+        else:
+            raw = idct(values.reshape(10, 3) / fast.scale, type=2, axis=0, norm="ortho")
+            expected_valid = bool(np.abs(raw).max() <= fast.action_bound)
+            expected = raw if expected_valid else np.zeros((10, 3))
+            outcomes["ok" if expected_valid else "bound"] += 1
+        assert valid[b] == expected_valid, (b, ids)
+        np.testing.assert_allclose(actions[b], expected, atol=1e-12)
+    assert outcomes["ok"] >= 60 and outcomes["bound"] >= 1 and outcomes["other"] >= 1, outcomes
+    # real chunks decode to themselves, not zeros: T coefficients rounded by <= 0.5 / scale each,
+    # spread by the orthonormal inverse DCT (|basis| <= sqrt(2 / T))
+    assert np.abs(actions[:60] - chunks).max() <= 10 * 0.05 * np.sqrt(2 / 10)
+    with pytest.raises(VlaDataError, match="sequence 60: decoded action exceeds"):
+        fast.decode(sequences[:60] + sequences[-1:], horizon=10, action_dim=3, on_error="raise")
+
+
+def test_crop_keeps_the_centre_of_the_frame():
+    from vla_data.images import resize
+
+    ys, xs = np.mgrid[0:480, 0:640]
+    frame = np.stack([xs * 255 // 639, ys * 255 // 479, 255 - xs * 255 // 639], -1).astype(np.uint8)
+    cropped = resize(frame, 224, 224, "crop").astype(int)
+    centre = np.asarray(Image.fromarray(frame[:, 80:560]).resize((224, 224), Image.BILINEAR)).astype(int)
+    left = np.asarray(Image.fromarray(frame[:, :480]).resize((224, 224), Image.BILINEAR)).astype(int)
+    assert np.abs(cropped - centre).mean() < 1.5
+    assert np.abs(cropped - left).mean() > 20  # the check can tell a wrong crop offset
