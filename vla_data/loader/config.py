@@ -94,6 +94,10 @@ class LoaderConfig:
             reproduced token for token (see `vla_data.tokenizers.prompt` and the README).
         delta_action_dims: Action dims made relative to the current state (e.g. joints, not grippers).
         mode: "random" (weights hold in expectation) or "stratified" (every batch holds them exactly).
+        shuffle: "random" (default: each source's samples in one seeded permutation per pass) or
+            "shard_block" (each rank draws from a window of `shuffle_window` shards at a time, each
+            shard about once per pass: for shard caches smaller than the dataset).
+        shuffle_window: Shards per window for shuffle="shard_block".
         seed: Seed of the mixture plan; batches are a pure function of (seed, epoch, batch).
         samples_per_epoch: Samples per epoch over all ranks; default: one pass over the robot data.
         num_workers: DataLoader worker processes.
@@ -127,8 +131,6 @@ class LoaderConfig:
     prompt_format: Literal["vla_data", "pi0fast", "pi05"] = "vla_data"
     delta_action_dims: tuple[int, ...] = ()
     mode: Literal["random", "stratified"] = "random"
-    # shard_block: each rank reads a window of `shuffle_window` shards at a time (for shard caches
-    # smaller than the dataset); random (default): every sample of a source shuffled together
     shuffle: Literal["random", "shard_block"] = "random"
     shuffle_window: int = 4
     seed: int = 0
