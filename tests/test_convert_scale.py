@@ -1,20 +1,27 @@
 """Conversion work per item does not grow with the dataset: counted (rows, bytes, comparisons,
 pickles, journal bytes), never timed."""
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from vla_data.convert import ConvertOptions, convert, infer_features
 from vla_data.episode import Episode
 from vla_data.errors import SourceError
-from vla_data.samples import write_aloha_sample
+from vla_data.samples import write_aloha_sample, write_lerobot_v30_sample, write_rlds_sample
+from vla_data.shards import ShardDataset
 from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE
 from vla_data.shards.writer import ShardWriter, TaskIndex
 from vla_data.sources.hdf5 import HDF5Source
+from vla_data.sources.lerobot import LeRobotSource
+from vla_data.sources.parquet_rows import COUNTS
+from vla_data.sources.rlds import RLDSSource
+from vla_data.sources.tfrecord import GZIP_COUNTS
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +158,61 @@ def test_a_failing_unit_cancels_queued_units_and_raises(aloha, tmp_path):
     # at most the units running or already handed to a worker (one extra per worker) start
     assert 1 <= len(started) <= 2 * workers + 1 < len(paths), started
     assert not (tmp_path / "out" / MANIFEST_FILE).exists()
+
+
+# -- LeRobot v3.0: an episode reads its own rows -----------------------------------------------
+@pytest.mark.parametrize("row_group_rows", [None, 1_000_000], ids=["group-per-episode", "one-group-per-file"])
+def test_lerobot_v30_rows_decoded_per_episode_do_not_grow_with_the_file(tmp_path, row_group_rows):
+    episodes, steps = 32, 20
+    decoded, opens = {}, {}
+    for per_file in (4, 32):  # 1x and 8x episodes per data file
+        root = write_lerobot_v30_sample(
+            tmp_path / f"src{per_file}",
+            episodes=episodes,
+            steps=steps,
+            episodes_per_file=per_file,
+            row_group_rows=row_group_rows,
+        )
+        before = dict(COUNTS)
+        convert(LeRobotSource.from_path(root), tmp_path / f"out{per_file}")
+        decoded[per_file] = (COUNTS["rows"] - before["rows"]) / episodes
+        opens[per_file] = COUNTS["opens"] - before["opens"]
+        dataset = ShardDataset(tmp_path / f"out{per_file}")
+        for e in (0, 13, episodes - 1):
+            np.testing.assert_array_equal(
+                dataset.episode(e)["action"][:, 0], np.float32(e + np.arange(steps) / 1000)
+            )
+    assert decoded[4] == decoded[32] == steps  # filtering the whole file would decode 8x more at 32 per file
+    assert opens == {4: episodes // 4, 32: 1}  # each file's footer parsed once, not once per episode
+
+
+def test_lerobot_v30_row_range_that_misses_the_episode_is_named(tmp_path):
+    import pyarrow.parquet as pq
+
+    root = write_lerobot_v30_sample(tmp_path / "src", episodes=4, steps=5, episodes_per_file=4)
+    table_path = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    rows = pq.read_table(table_path).to_pylist()
+    rows[2]["dataset_from_index"], rows[2]["dataset_to_index"] = 15, 20  # episode 3's rows
+    pq.write_table(pa.Table.from_pylist(rows), table_path)
+    with pytest.raises(SourceError, match=r"episode 2, .*rows 15..20 .* hold episodes \[3\]"):
+        convert(LeRobotSource.from_path(root), tmp_path / "out")
+
+
+# -- GZIP TFRecords: one sequential pass ----------------------------------------------------------
+def test_gzip_tfrecord_bytes_read_per_episode_do_not_grow_with_the_file(tmp_path):
+    per_episode, files = {}, {}
+    for episodes in (8, 64):  # 1x and 8x episodes in one GZIP file
+        folder = tmp_path / f"rlds{episodes}"
+        write_rlds_sample(folder, episodes=episodes, steps=20, image_size=(32, 32), shards=1, compress=True)
+        (path,) = folder.glob("*.tfrecord-*")
+        assert path.read_bytes()[:2] == b"\x1f\x8b"
+        source = RLDSSource.from_path(folder)
+        before = dict(GZIP_COUNTS)
+        convert(source, tmp_path / f"out{episodes}")
+        read = GZIP_COUNTS["compressed_bytes"] - before["compressed_bytes"]
+        assert GZIP_COUNTS["opens"] - before["opens"] == 1  # one stream for the whole file
+        # one pass over the file; the last read-ahead block may go past what the last episode needs
+        assert read <= path.stat().st_size + 2 * io.DEFAULT_BUFFER_SIZE * 16
+        per_episode[episodes], files[episodes] = read / episodes, path.stat().st_size
+    assert files[64] > 6 * files[8]
+    assert per_episode[64] <= 1.2 * per_episode[8]  # from byte 0 per episode would be ~4x at 8x

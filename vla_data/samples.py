@@ -142,9 +142,16 @@ def write_tfds(
 
 
 def write_rlds_sample(
-    folder: Path, *, episodes: int, steps: int, image_size: tuple[int, int], shards: int = 4
+    folder: Path,
+    *,
+    episodes: int,
+    steps: int,
+    image_size: tuple[int, int],
+    shards: int = 4,
+    compress: bool = False,
 ) -> None:
-    """A TFDS-layout RLDS dataset (Open X-Embodiment style features, two JPEG cameras)."""
+    """A TFDS-layout RLDS dataset (Open X-Embodiment style features, two JPEG cameras); `compress`
+    writes GZIP TFRecords."""
     from vla_data.images import encode_image
 
     observation = tfds_dict(
@@ -174,7 +181,13 @@ def write_rlds_sample(
             }
         )
     parts = np.array_split(np.arange(episodes), shards)
-    write_tfds(folder, "bench", {"steps": tfds_steps(step)}, [[records[i] for i in part] for part in parts])
+    write_tfds(
+        folder,
+        "bench",
+        {"steps": tfds_steps(step)},
+        [[records[i] for i in part] for part in parts],
+        compress=compress,
+    )
 
 
 def write_lerobot_video_sample(
@@ -259,6 +272,85 @@ def write_lerobot_video_sample(
             fps,
         )
     return frames
+
+
+def write_lerobot_v30_sample(
+    root: str | Path,
+    *,
+    episodes: int = 8,
+    steps: int = 20,
+    episodes_per_file: int = 4,
+    row_group_rows: int | None = None,
+    fps: int = 10,
+) -> Path:
+    """A parquet-only LeRobot v3.0 dataset whose data files hold `episodes_per_file` episodes each
+    (as `lerobot` writes them: one row group per episode, or `row_group_rows` rows per row group).
+    Action and state of episode e, step t are `e + t / 1000` in every dimension."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    (root / "meta" / "episodes" / "chunk-000").mkdir(parents=True)
+    (root / "data" / "chunk-000").mkdir(parents=True)
+    features = {
+        "action": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"]},
+        "observation.state": {"dtype": "float32", "shape": [3], "names": None},
+        **{
+            k: {"dtype": "int64", "shape": [1], "names": None}
+            for k in ("frame_index", "episode_index", "index", "task_index")
+        },
+        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    }
+    info = {
+        "codebase_version": "v3.0",
+        "fps": fps,
+        "features": features,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+        "video_path": None,
+    }
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    pq.write_table(pa.table({"task_index": [0, 1], "task": list(TASKS[:2])}), root / "meta" / "tasks.parquet")
+    table_rows = []
+    for first in range(0, episodes, episodes_per_file):
+        file_index = first // episodes_per_file
+        tables = []
+        for e in range(first, min(first + episodes_per_file, episodes)):
+            values = np.repeat((e + np.arange(steps) / 1000).astype(np.float32)[:, None], 3, axis=1)
+            flat = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), 3)
+            tables.append(
+                pa.table(
+                    {
+                        "action": flat,
+                        "observation.state": flat,
+                        "timestamp": pa.array(np.arange(steps, dtype=np.float32) / fps),
+                        "frame_index": pa.array(np.arange(steps)),
+                        "episode_index": pa.array(np.full(steps, e)),
+                        "index": pa.array(np.arange(steps) + e * steps),
+                        "task_index": pa.array(np.full(steps, e % 2)),
+                    }
+                )
+            )
+            table_rows.append(
+                {
+                    "episode_index": e,
+                    "length": steps,
+                    "data/chunk_index": 0,
+                    "data/file_index": file_index,
+                    "dataset_from_index": e * steps,
+                    "dataset_to_index": (e + 1) * steps,
+                }
+            )
+        path = root / "data" / "chunk-000" / f"file-{file_index:03d}.parquet"
+        if row_group_rows is None:
+            with pq.ParquetWriter(path, tables[0].schema) as writer:
+                for table in tables:
+                    writer.write_table(table)
+        else:
+            pq.write_table(pa.concat_tables(tables), path, row_group_size=row_group_rows)
+    pq.write_table(
+        pa.Table.from_pylist(table_rows), root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    )
+    return root
 
 
 SHAPES = ("square", "circle", "triangle")

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from vla_data.episode import Episode
 from vla_data.errors import SourceError
 from vla_data.schema import ACTION, IMAGE_PREFIX, STATE
+from vla_data.sources.parquet_rows import episode_rows
 from vla_data.sources.video import VideoFrames
 from vla_data.storage import local_path
 
@@ -218,11 +219,19 @@ class LeRobotSource:
             ]
         rows = []
         for file in files:
-            table = pq.read_table(file)
-            missing = [c for c in wanted if c not in table.column_names]
+            names = pq.read_schema(file).names
+            missing = [c for c in wanted if c not in names]
             if missing:
                 raise SourceError("episode table lacks columns", file=str(file), key=missing[0])
-            rows += table.select(wanted).to_pylist()
+            ranges = [c for c in ("dataset_from_index", "dataset_to_index") if c in names]
+            rows += pq.read_table(file, columns=wanted + ranges).to_pylist()
+        file_start: dict[tuple[int, int], int] = {}  # a data file holds consecutive episodes' rows
+        for row in rows:
+            if row.get("dataset_from_index") is not None:
+                key = (row["data/chunk_index"], row["data/file_index"])
+                file_start[key] = min(
+                    file_start.get(key, row["dataset_from_index"]), row["dataset_from_index"]
+                )
         refs = []
         for row in sorted(rows, key=lambda r: r["episode_index"]):
             videos = {
@@ -239,14 +248,16 @@ class LeRobotSource:
             data_file = info["data_path"].format(
                 chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
             )
-            refs.append(
-                {
-                    "file": data_file,
-                    "episode": row["episode_index"],
-                    "length": row["length"],
-                    "videos": videos,
-                }
-            )
+            ref = {
+                "file": data_file,
+                "episode": row["episode_index"],
+                "length": row["length"],
+                "videos": videos,
+            }
+            start = file_start.get((row["data/chunk_index"], row["data/file_index"]))
+            if start is not None and row.get("dataset_to_index") is not None:
+                ref["rows"] = [row["dataset_from_index"] - start, row["dataset_to_index"] - start]
+            refs.append(ref)
         return refs
 
     # -- reading ---------------------------------------------------------------------------------
@@ -271,7 +282,7 @@ class LeRobotSource:
         info, roles, tasks = _metadata(self)
         episode = ref["episode"]
         data_file = self._existing(ref["file"], episode, None)
-        table = self._episode_rows(data_file, episode)
+        table = episode_rows(data_file, episode, ref.get("rows"))
         length = table.num_rows
         if length != ref["length"]:
             raise SourceError(
@@ -314,15 +325,6 @@ class LeRobotSource:
         )
         result.validate()
         return result
-
-    def _episode_rows(self, data_file: str, episode: int) -> pa.Table:
-        try:
-            table = pq.read_table(data_file, filters=[("episode_index", "=", episode)])
-        except (OSError, pa.ArrowInvalid) as e:
-            raise SourceError(f"cannot read parquet ({e})", file=data_file, episode=episode) from e
-        if "frame_index" in table.column_names:
-            table = table.sort_by("frame_index")
-        return table
 
     def _image_bytes(self, table: pa.Table, key: str, data_file: str, episode: int) -> list[bytes]:
         frames = []

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,12 +105,64 @@ def read_record(path: str, offset: int) -> bytes:
 
 
 def _read_record(path: str, offset: int) -> bytes:
-    with _open(path) as f:
-        f.seek(offset)
-        length = _header(f, path, offset)
-        if length is None:
-            raise SourceError(f"no record at byte offset {offset}", file=path)
-        return _checked_data(f, path, offset, length)
+    if not is_gzip(path):
+        with open(path, "rb") as f:
+            return _record_at(f, path, offset)
+    stream = _gzip_stream(path, offset)
+    before = stream.raw.tell()
+    try:
+        return _record_at(stream.gzip, path, offset)
+    except BaseException:
+        _STREAMS.pop(stream.key, None)
+        stream.close()
+        raise
+    finally:
+        GZIP_COUNTS["compressed_bytes"] += stream.raw.tell() - before
+
+
+def _record_at(f, path: str, offset: int) -> bytes:
+    f.seek(offset)
+    length = _header(f, path, offset)
+    if length is None:
+        raise SourceError(f"no record at byte offset {offset}", file=path)
+    return _checked_data(f, path, offset, length)
+
+
+# A GZIP stream cannot seek: reaching a record means decompressing everything before it. Each
+# process keeps its open streams (a few, LRU), so consecutive episodes of a file continue one
+# sequential pass instead of decompressing from byte 0 per episode.
+OPEN_STREAMS = 2
+GZIP_COUNTS = {"compressed_bytes": 0, "opens": 0}  # read by this process (for tests, benchmarks)
+
+
+class _GzipStream:
+    def __init__(self, path: str, key: tuple):
+        self.key = key
+        self.raw = open(path, "rb")
+        self.gzip = gzip.GzipFile(fileobj=self.raw, mode="rb")
+        GZIP_COUNTS["opens"] += 1
+
+    def close(self) -> None:
+        self.gzip.close()
+        self.raw.close()
+
+
+_STREAMS: OrderedDict[tuple, _GzipStream] = OrderedDict()
+
+
+def _gzip_stream(path: str, offset: int) -> _GzipStream:
+    """An open stream of `path` positioned at or before `offset` (reopened only to go back)."""
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)  # a rewritten file gets a new stream
+    stream = _STREAMS.pop(key, None)
+    if stream is not None and stream.gzip.tell() > offset:
+        stream.close()
+        stream = None
+    stream = stream or _GzipStream(path, key)
+    _STREAMS[key] = stream
+    while len(_STREAMS) > OPEN_STREAMS:
+        _STREAMS.popitem(last=False)[1].close()
+    return stream
 
 
 def _checked_data(f, path: str, offset: int, length: int) -> bytes:
