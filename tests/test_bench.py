@@ -71,3 +71,13 @@ def test_loader_worker_rss_is_measured_as_one_pass_touches_more_data(tmp_path):
     assert [p["steps_touched"] for p in result["points"]] == [0.01, 0.1, 0.5, 1.0]
     for point in result["points"]:
         assert len(point["workers"]) == 2 and all(0 < w["anon"] <= w["rss"] for w in point["workers"])
+
+
+def test_bench_images_reports_every_decoder_against_pil():
+    result = json.loads(run("bench", "images", "--frames", "4", "--repeats", "1", "--json"))
+    by_name = {(r["stored"], r["decoder"]): r for r in result["rows"]}
+    assert by_name[("224x224", "PIL full (reference)")]["max_abs_diff"] == 0
+    assert by_name[("480x640", "PIL draft (DCT-scaled)")]["max_abs_diff"] > 0  # draft is not the reference
+    assert by_name[("480x640", "vla_data decode_for_size")]["max_abs_diff"] == 0  # full decode by default
+    names = {r["decoder"] for r in result["rows"]} | set(result["skipped"])
+    assert {"simplejpeg", "PyTurboJPEG", "torchvision.io.decode_jpeg"} <= names
