@@ -118,6 +118,10 @@ class LoaderConfig:
             reproduced token for token (see `vla_data.tokenizers.prompt` and the README).
         delta_action_dims: Action dims made relative to the current state (e.g. joints, not grippers).
         mode: "random" (weights hold in expectation) or "stratified" (every batch holds them exactly).
+        shuffle: "random" (default: each source's samples in one seeded permutation per pass) or
+            "shard_block" (each rank draws from a window of `shuffle_window` shards at a time, each
+            shard about once per pass: for shard caches smaller than the dataset).
+        shuffle_window: Shards per window for shuffle="shard_block".
         seed: Seed of the mixture plan; batches are a pure function of (seed, epoch, batch).
         samples_per_epoch: Samples per epoch over all ranks; default: one pass over the robot data.
         num_workers: DataLoader worker processes.
@@ -159,6 +163,8 @@ class LoaderConfig:
     prompt_format: Literal["vla_data", "pi0fast", "pi05"] = "vla_data"
     delta_action_dims: tuple[int, ...] = ()
     mode: Literal["random", "stratified"] = "random"
+    shuffle: Literal["random", "shard_block"] = "random"
+    shuffle_window: int = 4
     seed: int = 0
     samples_per_epoch: int | None = None
     num_workers: int = 0
@@ -188,6 +194,7 @@ class LoaderConfig:
             ("normalization", ("quantile", "zscore")),
             ("prompt_format", ("vla_data", "pi0fast", "pi05")),
             ("mode", ("random", "stratified")),
+            ("shuffle", ("random", "shard_block")),
             ("bad_images", ("fail", "mask")),
             ("image_decode", ("full", "draft")),
             ("web_resize_mode", ("pad", "crop")),
@@ -207,7 +214,7 @@ class LoaderConfig:
                 "fast_tokenizer",
                 "robot sources need fast_tokenizer (a directory from `vla-data tokenizer fit`)",
             )
-        for name in ("batch_size", "max_tokens", "horizon", "action_dim", "world_size"):
+        for name in ("batch_size", "max_tokens", "horizon", "action_dim", "world_size", "shuffle_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.rank < self.world_size:
