@@ -61,3 +61,19 @@ def test_bench_convert_small(tmp_path):
     )
     assert result["frames"] == 200 and result["convert"]["stream --workers 1"]["frames_per_s"] > 0
     assert result["convert"]["stream --workers 1"]["peak_rss_main_mb"] > 0
+
+
+def test_bench_convert_web_small(tmp_path):
+    args = ("bench", "convert", "--format", "web", "--sizes", "60,240", "--dir", tmp_path, "--json")
+    result = json.loads(run(*args))
+    assert [(r["format"], r["samples"]) for r in result["runs"]] == [
+        ("wds", 60),
+        ("wds", 240),
+        ("llava", 60),
+        ("llava", 240),
+    ]
+    for row in result["runs"]:
+        assert (
+            row["convert_samples_per_s"] > 0 and row["bound_samples_per_s"] > 0 and row["convert_rss_mb"] > 0
+        )
+    assert set(result["largest_over_smallest"]) == {"wds", "llava"}
