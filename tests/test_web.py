@@ -396,3 +396,19 @@ def test_field_names_of_a_variant_and_unclear_layouts(tmp_path):
         WebSource(str(tmp_path / "caps.jsonl"))
     with pytest.raises(ValueError, match=r"unknown web field name\(s\) \['answr'\]"):
         WebSource(str(tmp_path / "chat.jsonl"), fields={"answr": "x"})
+
+
+def test_bench_convert_web_small(tmp_path):
+    args = ("bench", "convert", "--format", "web", "--sizes", "60,240", "--dir", tmp_path, "--json")
+    result = json.loads(run_cli(*args).output)
+    assert [(r["format"], r["samples"]) for r in result["runs"]] == [
+        ("wds", 60),
+        ("wds", 240),
+        ("llava", 60),
+        ("llava", 240),
+    ]
+    for row in result["runs"]:
+        assert (
+            row["convert_samples_per_s"] > 0 and row["bound_samples_per_s"] > 0 and row["convert_rss_mb"] > 0
+        )
+    assert set(result["largest_over_smallest"]) == {"wds", "llava"}
