@@ -70,7 +70,7 @@ def test_convert_to_s3_equals_a_local_conversion(aloha, s3_server, tmp_path, exe
     files = listing(s3_server, uri)
     assert files[-1] == "shards/" + sorted(p.name for p in (tmp_path / "local" / "shards").iterdir())[-1]
     assert not [f for f in files if f.startswith(".units") or "progress" in f]
-    assert verify_dataset(uri, s3_server.storage_options) == []
+    assert verify_dataset(uri, storage_options=s3_server.storage_options) == []
 
 
 def test_sigkill_during_upload_then_resume_then_verify(aloha, s3_server, tmp_path):

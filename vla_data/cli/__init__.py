@@ -11,6 +11,7 @@ from vla_data.cli.bench import bench
 from vla_data.cli.convert import convert
 from vla_data.cli.dataset import demo, info, merge, stats, verify
 from vla_data.cli.loader import loader
+from vla_data.cli.split import split
 from vla_data.cli.tokenizer import tokenizer
 from vla_data.cli.view import view
 
@@ -39,5 +40,5 @@ def main(endpoint_url: str | None) -> None:
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url  # inherited by worker processes too
 
 
-for command in (convert, info, verify, stats, merge, tokenizer, loader, demo, bench, view):
+for command in (convert, info, verify, stats, merge, tokenizer, loader, split, demo, bench, view):
     main.add_command(command)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from vla_data.errors import FormatVersionError, ShardError
+from vla_data.progress import progress
 from vla_data.schema import FORMAT_VERSION, Feature, column_to_numpy
 from vla_data.shards.access import MappedShard, ReadCounter, RemoteShard
 from vla_data.shards.cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
@@ -51,7 +52,7 @@ def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, F
         if f.kind not in ("image", "text", "list") and np.dtype(f.dtype).kind in "fiub"
     ]
     running = {f.name: RunningStats() for f in numeric}
-    for info in shards:
+    for info in progress(shards, "stats"):
         table = open_arrow_file(Path(root) / info.file)
         for feature in numeric:
             values = column_to_numpy(table.column(feature.name), feature)

@@ -12,23 +12,28 @@ import pyarrow.fs as pafs
 
 from vla_data.errors import ShardError
 from vla_data.object_store import read_bytes, read_manifest, remote_filesystem
+from vla_data.progress import progress
 from vla_data.shards.manifest import EPISODES_FILE, Manifest, load_manifest
 from vla_data.shards.reader import open_arrow_file
 from vla_data.shards.writer import sha256_file
-from vla_data.storage import local_path
+from vla_data.storage import display_uri, local_path
 
 
-def verify_dataset(root: str | Path, storage_options: dict[str, Any] | None = None) -> list[str]:
+def verify_dataset(
+    root: str | Path, *, deep: bool = False, storage_options: dict[str, Any] | None = None
+) -> list[str]:
     """Every problem found, as one message each; an empty list means the dataset is intact.
 
     Checks each shard's presence, size and sha256, its row and episode counts, and that
     `episodes.arrow` and the step columns agree (episode indices, frame indices 0..T-1, tasks).
+    `deep` also decodes every stored frame (`verify_frames`), once the shards are known intact.
     `root` may be on object storage: shards are then hashed as they stream (never stored) and
     only their index columns are read.
     """
-    files = (
-        _StoreFiles(root, storage_options) if remote_filesystem(root, storage_options) else _LocalFiles(root)
-    )
+    remote = remote_filesystem(root, storage_options)
+    if remote and deep:
+        raise ValueError(f"{display_uri(root)}: --deep decodes every frame; run it on a local copy")
+    files = _StoreFiles(root, storage_options) if remote else _LocalFiles(root)
     manifest = files.manifest()
     problems: list[str] = []
     try:
@@ -38,7 +43,7 @@ def verify_dataset(root: str | Path, storage_options: dict[str, Any] | None = No
     for i, index in enumerate(episodes["episode_index"]):
         if index != i:
             problems.append(f"episodes.arrow row {i}: episode_index {index}, expected {i}")
-    for shard_number, info in enumerate(manifest.shards):
+    for shard_number, info in enumerate(progress(manifest.shards, "verify")):
         size = files.size(info.file)
         if size is None:
             problems.append(f"{info.file}: missing")
@@ -76,6 +81,10 @@ def verify_dataset(root: str | Path, storage_options: dict[str, Any] | None = No
                 )
     if any(t >= len(manifest.tasks) for t in episodes["task_index"]):
         problems.append("episodes.arrow: a task_index points past the manifest's task list")
+    if deep and not problems:
+        from vla_data.shards.verify_frames import verify_frames
+
+        problems += verify_frames(files.root, manifest)
     return problems
 
 
