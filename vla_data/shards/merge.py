@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from vla_data.errors import ShardError
+from vla_data.progress import progress
 from vla_data.shards.manifest import EPISODES_FILE, SHARD_DIR, Manifest, ShardInfo, load_manifest, shard_path
 from vla_data.shards.reader import open_arrow_file
 from vla_data.shards.writer import TaskIndex, commit_dataset, sha256_file
@@ -57,7 +58,9 @@ def merge_datasets(
     shards: list[ShardInfo] = []
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for manifest, root in zip(manifests, inputs, strict=True):
+    for manifest, root in progress(
+        zip(manifests, inputs, strict=True), "merge", total=len(inputs), unit="dataset"
+    ):
         skipped += manifest.skipped
         if not manifest.num_episodes:
             continue
