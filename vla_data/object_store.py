@@ -273,7 +273,9 @@ def convert_stream_to_store(source, out: str, options, **kwargs) -> Manifest:
     return manifest
 
 
-def convert_unit_to_store(source, refs: list[dict[str, Any]], out: str, options, feature_names) -> str:
+def convert_unit_to_store(
+    source, refs: list[dict[str, Any]], out: str, options, feature_names, image_sizes=None
+) -> str:
     """One unit converted on this machine's temporary disk and uploaded to `out` on the store
     (manifest last); a unit whose manifest is already there is done."""
     import tempfile
@@ -288,9 +290,8 @@ def convert_unit_to_store(source, refs: list[dict[str, Any]], out: str, options,
         options, executor="stream", workers=1, resume=False, progress=False, storage_options=None
     )
     with tempfile.TemporaryDirectory(prefix="vla-data-unit-") as tmp:
-        convert(
-            source, Path(tmp) / "unit", unit_options, refs=refs, feature_names=feature_names, allow_empty=True
-        )
+        kwargs = {"refs": refs, "feature_names": feature_names, "image_sizes": image_sizes}
+        convert(source, Path(tmp) / "unit", unit_options, allow_empty=True, **kwargs)
         upload_dataset(Path(tmp) / "unit", fs, root)
     return out
 
