@@ -137,3 +137,17 @@ def test_id_lists_match_arrow_rows_across_record_batches():
     assert [ids[r].tolist() for r in range(len(rows))] == rows
     sliced = pa.chunked_array([pa.array(rows, pa.list_(pa.int32())).slice(2)])  # a non-zero offset
     assert [IdLists(sliced)[r].tolist() for r in range(3)] == rows[2:]
+
+
+def test_binary_views_cut_the_same_bytes_as_arrow():
+    from vla_data.loader.episode_cache import binary_views
+
+    values = [b"\xff\xd8one", b"", None, b"three", b"\x00four"]
+    for kind in (pa.binary(), pa.large_binary()):
+        array = pa.array(values, kind)
+        for column in (array, array.slice(1), pa.chunked_array([array.slice(2)])):
+            offsets, data = binary_views(column)
+            expected = column.to_pylist()
+            assert [data[offsets[i] : offsets[i + 1]].tobytes() for i in range(len(expected))] == [
+                v or b"" for v in expected
+            ]
