@@ -187,7 +187,7 @@ def bench_lerobot(dataset, batch_size, horizon, batches, workers, as_json) -> No
     type=int,
     default=1000,
     show_default=True,
-    help="Batches drawn with 2 workers while watching their RSS.",
+    help="Batches drawn with 2 workers while watching their RSS (over a generated dataset of exactly that many batches, so growth with data shows).",
 )
 @click.option("--workers", default="0,1,2", show_default=True)
 @click.option(

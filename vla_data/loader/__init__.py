@@ -21,6 +21,7 @@ from vla_data.tokenizers.prompt import PromptBuilder
 from vla_data.tokenizers.text import ByteTokenizer, HFTokenizer
 
 from .attention import ki_attention_mask
+from .check import announce_cameras, check_cached_lengths
 from .collate import Collate
 from .config import LoaderConfig, SourceConfig
 from .config_check import ConfigError
@@ -73,6 +74,7 @@ def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset]
         if source.kind == "robot":
             sources.append(SourceRobotDataset(source, i, config, fast, prompt))
             check_dims(sources[-1], i, config.action_dim)
+            announce_cameras(sources[-1], i, explicit=source.cameras is not None)
         else:
             sources.append(WebDataset(source.paths, config, prompt))
             if source.max_episodes is not None:  # a web sample is a one-step episode
@@ -98,6 +100,9 @@ class VlaLoader:
     def __init__(self, config: LoaderConfig):
         self.config = config
         self.sources, self.prompt = build_sources(config)
+        for i, source in enumerate(self.sources):  # a too-long sequence fails now, not hours into training
+            if isinstance(source, RobotDataset):
+                check_cached_lengths(source, i, config.max_tokens, config.truncate)
         sizes = tuple(len(s) for s in self.sources)
         weights = tuple(s.weight for s in config.sources)
         self.plan = MixturePlan(
@@ -108,6 +113,9 @@ class VlaLoader:
             mode=config.mode,
             seed=config.seed,
             world_size=config.world_size,
+            shuffle=config.shuffle,
+            window=config.shuffle_window,
+            blocks=tuple(shard_blocks(s) for s in self.sources) if config.shuffle == "shard_block" else None,
         )
         self.state = LoaderState()
         workers = config.num_workers
@@ -141,11 +149,12 @@ class VlaLoader:
             "seed": self.config.seed,
             "batch_size": self.config.batch_size,
             "world_size": self.config.world_size,
+            "shuffle": self.config.shuffle,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("seed", "batch_size", "world_size"):
-            if state.get(key) != getattr(self.config, key):
+        for key in ("seed", "batch_size", "world_size", "shuffle"):
+            if state.get(key, "random" if key == "shuffle" else None) != getattr(self.config, key):
                 raise VlaDataError(
                     f"loader state was saved with {key}={state.get(key)}, this loader has {getattr(self.config, key)}"
                 )
@@ -154,6 +163,15 @@ class VlaLoader:
                 f"loader state batch {state['batch']} is outside this epoch (0..{self.plan.batches_per_rank})"
             )
         self.state.epoch, self.state.batch = int(state["epoch"]), int(state["batch"])
+
+
+def shard_blocks(source: RobotDataset | WebDataset) -> tuple[int, ...]:
+    """Sample index where each shard of the source's datasets starts, then the source size."""
+    starts = []
+    for offset, ds in zip(source.offsets, source.datasets, strict=False):
+        change = np.flatnonzero(np.diff(ds.episode_shard)) + 1  # episodes that open another shard
+        starts.append(int(offset) + ds.episode_start[np.r_[0, change]])
+    return (*np.concatenate(starts).tolist(), len(source))
 
 
 def _default_epoch(config: LoaderConfig, sizes: tuple[int, ...]) -> int:
