@@ -26,12 +26,17 @@ def _check_compatible(manifests: list[Manifest], inputs: list[Path]) -> Manifest
     for manifest, path in filled[1:]:
         if manifest.fps != first.fps:
             raise ShardError(f"{path}: fps {manifest.fps} differs from {first.fps} of {first_path}")
-        a = {n: f.to_json() for n, f in first.features.items()}
-        b = {n: f.to_json() for n, f in manifest.features.items()}
+        a = {n: _stored(f) for n, f in first.features.items()}
+        b = {n: _stored(f) for n, f in manifest.features.items()}
         if a != b:
             diff = sorted(set(a) ^ set(b)) or [n for n in a if a[n] != b[n]]
             raise ShardError(f"{path}: features differ from {first_path} (first difference: {diff[0]!r})")
     return first
+
+
+def _stored(feature) -> dict:
+    """What the shards store; the source size of resized frames (`original_*`) may differ per input."""
+    return {k: v for k, v in feature.to_json().items() if not k.startswith("original_")}
 
 
 def merge_datasets(
