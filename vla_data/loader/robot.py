@@ -19,11 +19,12 @@ from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.tokenizers.prompt import PromptBuilder
 
 from .chunks import chunk_indices, delta_chunk
-from .episode_cache import EpisodeCache, IdLists
+from .episode_cache import EpisodeCache, IdLists, binary_views
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
 FAST_CACHE_DIR = "fast_cache"
 DELTA_STATS_CHUNKS = 10_000
+FRAME_VIEW_BYTES = 1 << 62  # frame caches hold views of memory-mapped shards: bound by entries only
 
 
 def image_slots(
@@ -134,6 +135,7 @@ class RobotDataset:
             self.cache_paths.append(path if local and path.exists() else None)
         self._ids: dict[int, IdLists] = {}
         self._episodes = EpisodeCache()
+        self._frames = EpisodeCache(max_bytes=FRAME_VIEW_BYTES)
         self._blank = np.zeros((*config.image_size, 3), np.uint8).transpose(2, 0, 1)  # like load_image
         self._blank.flags.writeable = False
 
@@ -141,7 +143,12 @@ class RobotDataset:
         return int(self.offsets[-1])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_ids": {}, "_episodes": EpisodeCache()}
+        return {
+            **self.__dict__,
+            "_ids": {},
+            "_episodes": EpisodeCache(),
+            "_frames": EpisodeCache(max_bytes=FRAME_VIEW_BYTES),
+        }
 
     def cache_key(self, d: int) -> str:
         """What determines the FAST ids of a dataset's chunks: tokenizer, horizon, normalization."""
@@ -173,6 +180,18 @@ class RobotDataset:
         if d not in self._ids:
             self._ids[d] = IdLists(open_arrow_file(self.cache_paths[d]).column("ids"))
         return self._ids[d][global_row]
+
+    def frame(self, d: int, episode: int, feature: str, t: int) -> bytes:
+        """Encoded frame `t` of a camera. Local (and cached remote) datasets: cut from the
+        memory-mapped shard through per-episode offsets cached per worker; remote ones without a
+        cache: that frame's byte range only."""
+        ds = self.datasets[d]
+        if ds.remote and ds.cache is None:
+            return ds.rows(episode, t, t + 1, [feature]).column(feature)[0].as_py()
+        offsets, data = self._frames.get(
+            (d, episode, feature), lambda: binary_views(ds.episode_table(episode).column(feature))
+        )
+        return data[offsets[t] : offsets[t + 1]].tobytes()
 
     def episode_arrays(
         self, d: int, episode: int, rows: tuple[int, int] | None = None
@@ -209,7 +228,6 @@ class RobotDataset:
         else:
             first = 0
             actions, state = self.episode_arrays(d, episode)
-        frames = ds.rows(episode, t, t + 1, [f for f in self.slots[d].values() if f is not None])
         timer.mark("read")
         start = t - first  # the sample's row in `actions` / `state`
         chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([start]))
@@ -232,7 +250,7 @@ class RobotDataset:
                 images[slot], masks[slot] = self._blank, False
             else:
                 images[slot], masks[slot] = load_stored_image(
-                    ds, episode, t, feature, frames.column(feature)[0].as_py(), self.config
+                    ds, episode, t, feature, self.frame(d, episode, feature, t), self.config
                 )
                 dropped += not masks[slot]
         timer.mark("image decode")
