@@ -216,3 +216,31 @@ def test_gzip_tfrecord_bytes_read_per_episode_do_not_grow_with_the_file(tmp_path
         per_episode[episodes], files[episodes] = read / episodes, path.stat().st_size
     assert files[64] > 6 * files[8]
     assert per_episode[64] <= 1.2 * per_episode[8]  # from byte 0 per episode would be ~4x at 8x
+
+
+# -- HDF5: camera frames in bounded blocks ---------------------------------------------------------
+def test_hdf5_camera_frames_are_read_in_bounded_blocks(tmp_path):
+    import tracemalloc
+
+    from vla_data.convert import prepare_episode
+
+    write_aloha_sample(tmp_path / "src", episodes=1, steps=240, height=96, width=128)
+    camera_bytes = 240 * 96 * 128 * 3  # 8.8 MB per camera
+    block = camera_bytes // 24
+    paths = HDF5Source.from_paths(tmp_path / "src", layout="aloha").paths
+    bounded = HDF5Source(paths=paths, layout="aloha", frame_block_bytes=block)
+    (ref,) = bounded.episode_refs()
+    tracemalloc.start()
+    try:
+        episode = prepare_episode(bounded.read(ref), ConvertOptions())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(episode.images) == 2 and all(len(frames) == 240 for frames in episode.images.values())
+    encoded = sum(len(b) for frames in episode.images.values() for b in frames)  # the output itself
+    assert peak - encoded < camera_bytes / 4, (peak, encoded)  # whole arrays: 2 x 8.8 MB in flight
+    # the block size changes memory only, never the output
+    convert(bounded, tmp_path / "blocks")
+    convert(HDF5Source(paths=paths, layout="aloha"), tmp_path / "whole")
+    for name in ("episodes.arrow", "shards/shard-00000.arrow"):
+        assert (tmp_path / "blocks" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
