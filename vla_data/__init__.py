@@ -1,7 +1,9 @@
 """vla-data: robot demonstration data to fast, exact training batches for knowledge-insulated VLAs.
 
-from vla_data import ConvertOptions, HDF5Source, ShardDataset, FastTokenizer, make_loader
-from vla_data.convert import convert   # the module of the same name shadows a top-level alias
+from vla_data import ConvertOptions, HDF5Source, ShardDataset, FastTokenizer, convert, make_loader
+
+convert(HDF5Source.from_paths("episodes/", layout="aloha", task="fold"), "out/", ConvertOptions(workers=2))
+ShardDataset("out/")[0]   # one step: numpy numbers, uint8 images
 """
 
 from importlib import import_module
@@ -16,7 +18,6 @@ from vla_data.stats import RunningStats  # noqa: E402
 
 # Names whose modules pull heavy imports (torch, PyAV, h5py) load on first use.
 _LAZY = {
-    "ConvertOptions": "vla_data.convert",
     "HDF5Source": "vla_data.sources.hdf5",
     "LeRobotSource": "vla_data.sources.lerobot",
     "RLDSSource": "vla_data.sources.rlds",
@@ -30,6 +31,10 @@ _LAZY = {
     "ki_attention_mask": "vla_data.loader",
 }
 
+# `vla_data.convert` is the function: importing the module first and then the name rebinds the
+# package attribute the import system set to the module (`from vla_data.convert import ...` still works).
+from vla_data.convert import ConvertOptions, convert  # noqa: E402
+
 
 def __getattr__(name: str):
     if name in _LAZY:
@@ -38,6 +43,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ConvertOptions",
     "Episode",
     "FormatVersionError",
     "Manifest",
@@ -49,6 +55,7 @@ __all__ = [
     "SourceError",
     "TokenizerError",
     "VlaDataError",
+    "convert",
     "load_manifest",
     "verify_dataset",
     *_LAZY,

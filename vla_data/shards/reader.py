@@ -154,6 +154,19 @@ class ShardDataset:
         row = self.episode_table(episode).slice(frame, 1)
         return {k: v[0] for k, v in self.columns(row).items()}
 
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """One step, decoded: numbers as numpy scalars / `[D]` arrays, images as uint8 `[H, W, 3]`,
+        text as str. `ds[-1]` is the last step; `step()` keeps images encoded."""
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+            raise TypeError(f"ShardDataset indices are integers (global step), got {index!r}")
+        from vla_data.images import decode_image
+
+        step = self.step(int(index) + len(self) if index < 0 else int(index))
+        for name, feature in self.features.items():
+            if feature.kind == "image" and name in step:
+                step[name] = decode_image(step[name])
+        return step
+
     def columns(self, table: pa.Table) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in table.column_names:
