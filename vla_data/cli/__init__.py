@@ -9,6 +9,7 @@ from vla_data.cli.bench import bench
 from vla_data.cli.convert import convert
 from vla_data.cli.dataset import demo, info, merge, stats, verify
 from vla_data.cli.tokenizer import tokenizer
+from vla_data.cli.view import view
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,5 +27,5 @@ def main() -> None:
     """
 
 
-for command in (convert, info, verify, stats, merge, tokenizer, demo, bench):
+for command in (convert, info, verify, stats, merge, tokenizer, demo, bench, view):
     main.add_command(command)
