@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import signal
 import sys
 from collections import deque
 from dataclasses import dataclass, replace
@@ -175,6 +176,7 @@ _WORKER: dict[str, Any] = {}  # the source and options of this worker process, s
 
 
 def _init_worker(source: Source, options: ConvertOptions) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process; no worker tracebacks
     _WORKER["source"], _WORKER["options"] = source, options
 
 

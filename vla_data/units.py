@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import shutil
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -73,6 +74,7 @@ _SHARED: tuple = ()  # (source, options, feature_names) of this worker process
 
 def _init_worker(shared: tuple) -> None:
     global _SHARED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process; no worker tracebacks
     _SHARED = shared
 
 

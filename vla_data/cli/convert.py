@@ -6,7 +6,7 @@ import json
 
 import click
 
-from vla_data.cli.errors import friendly_errors
+from vla_data.cli.errors import explain_interrupt, friendly_errors
 from vla_data.convert import ConvertOptions
 from vla_data.convert import convert as run_convert
 from vla_data.images import parse_size
@@ -129,7 +129,7 @@ def parse_mapping(items: tuple[str, ...], map_file: str | None) -> dict[str, str
 
 
 @convert.command("hdf5")
-@click.argument("src", nargs=-1, required=True)
+@click.argument("src", nargs=-1)
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option(
     "--layout",
@@ -169,6 +169,7 @@ def parse_mapping(items: tuple[str, ...], map_file: str | None) -> dict[str, str
 )
 @conversion_options
 @friendly_errors
+@explain_interrupt("out")
 def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, task, fps, **kw) -> None:
     """Convert HDF5 episode files. SRC: files, folders of *.hdf5/*.h5 files, or globs.
 
@@ -180,6 +181,11 @@ def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, tas
     """
     from vla_data.sources.hdf5 import HDF5Source
 
+    if not src:  # click gives a lone argument to OUT, the last one
+        raise click.UsageError(
+            f"Missing argument 'OUT': give SRC... then OUT, the new dataset folder "
+            f"(e.g. vla-data convert hdf5 {out} {out.rstrip('/')}_shards/)"
+        )
     options = build_options(kw)
     mapping = parse_mapping(maps, map_file)
     source = HDF5Source.from_paths(
@@ -236,6 +242,7 @@ def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, tas
 )
 @conversion_options
 @friendly_errors
+@explain_interrupt("out")
 def convert_rlds(src, out, splits, maps, action_keys, preset, fps, task, **kw) -> None:
     """Convert an RLDS/TFDS dataset (no TensorFlow needed). SRC: a TFDS version folder
     `<name>/<version>/` with dataset_info.json, features.json and *.tfrecord-XXXXX-of-YYYYY files.
@@ -300,6 +307,7 @@ def parse_cameras(items: tuple[str, ...]) -> dict[str, str]:
 )
 @conversion_options
 @friendly_errors
+@explain_interrupt("out")
 def convert_lerobot(src, out, action_key, state_key, cameras, drop_cameras, tolerance, **kw) -> None:
     """Convert a LeRobot dataset (codebase v2.1 or v3.0) from its local root folder SRC.
 
@@ -358,6 +366,7 @@ def convert_lerobot(src, out, action_key, state_key, cameras, drop_cameras, tole
 @click.option("--split", default="train", show_default=True, help="Split of a saved DatasetDict.")
 @conversion_options
 @friendly_errors
+@explain_interrupt("out")
 def convert_web(
     src,
     out,

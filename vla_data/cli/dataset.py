@@ -23,8 +23,9 @@ def info(out: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help='Print {"dataset", "ok", "problems"} as JSON.')
 @friendly_errors
-def verify(out: str) -> None:
+def verify(out: str, as_json: bool) -> None:
     """Check every shard's sha256, row counts and episode/frame indices against the manifest.
 
     Exits non-zero and lists each problem when anything disagrees.
@@ -32,6 +33,11 @@ def verify(out: str) -> None:
     from vla_data.shards import verify_dataset
 
     problems = verify_dataset(out)
+    if as_json:
+        click.echo(json.dumps({"dataset": out, "ok": not problems, "problems": problems}, indent=1))
+        if problems:
+            raise click.exceptions.Exit(1)
+        return
     if problems:
         for problem in problems:
             click.echo(problem, err=True)
@@ -41,18 +47,18 @@ def verify(out: str) -> None:
 
 @click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print every statistic of every feature as JSON.")
+@click.option("--dims", default=None, help="Only these dims: 0,3,5 or 0:8 (default: all).")
 @friendly_errors
-def stats(out: str) -> None:
-    """Recompute per-dimension statistics (mean, std, min, max, q01..q99) and store them in the manifest."""
+def stats(out: str, as_json: bool, dims: str | None) -> None:
+    """Recompute per-dimension statistics (mean, std, min, max, q01..q99) and store them in the
+    manifest; prints all of them for every dim (a row per dim)."""
     from vla_data.shards.reader import recompute_stats
+    from vla_data.stats_table import format_stats_table, parse_dims, select_dims
 
-    result = recompute_stats(out)
-    for name, s in result.items():
-        dims = len(s["mean"])
-        click.echo(f"{name} ({dims} dims, {s['count']} frames)")
-        for key in ("mean", "std", "q01", "q99"):
-            values = " ".join(f"{v:+.3g}" for v in s[key][:8]) + (" ..." if dims > 8 else "")
-            click.echo(f"  {key:<4} {values}")
+    selected = parse_dims(dims)  # before the recompute: a bad --dims fails at once
+    result = select_dims(recompute_stats(out), selected)
+    click.echo(json.dumps(result, indent=1) if as_json else format_stats_table(result))
 
 
 @click.command()

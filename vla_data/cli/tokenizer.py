@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 import numpy as np
@@ -57,6 +58,17 @@ def tokenizer() -> None:
     """Fit, evaluate and use FAST action tokenizers (Hugging Face processor layout)."""
 
 
+def refuse_foreign_folder(output: str) -> None:
+    """`fit -o` may replace a tokenizer, never write into a folder holding anything else."""
+    folder = Path(output)
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "processor_config.json").exists():
+        found = sorted(p.name for p in folder.iterdir())
+        raise click.ClickException(
+            f"{output}: not empty and not a FAST tokenizer folder (no processor_config.json; it holds "
+            f"{', '.join(found[:5])}{' ...' if len(found) > 5 else ''}); choose an empty or new folder for -o"
+        )
+
+
 @tokenizer.command("fit")
 @click.argument("datasets", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option(
@@ -80,6 +92,7 @@ def fit(datasets, output, mode, vocab_size, scale, **kw) -> None:
     from vla_data.tokenizers import FastTokenizer
     from vla_data.tokenizers.chunks import sample_chunks
 
+    refuse_foreign_folder(output)
     chunks = sample_chunks(list(datasets), chunk_spec(kw))
     fast = FastTokenizer.fit(chunks.values, scale=scale, vocab_size=vocab_size, mode=mode)
     fast.save_pretrained(output)
@@ -138,8 +151,12 @@ def encode(tokdir, chunks_npy, clip) -> None:
 @tokenizer.command("decode")
 @click.argument("tokdir", type=click.Path(exists=True, file_okay=False))
 @click.argument("ids_file", type=click.File("r"), default="-")
-@click.option("--horizon", type=int, required=True)
-@click.option("--action-dim", type=int, required=True)
+@click.option(
+    "--horizon", type=int, default=None, help="Chunk steps T (default: the tokenizer's time_horizon)."
+)
+@click.option(
+    "--action-dim", type=int, default=None, help="Action dims D (default: the tokenizer's action_dim)."
+)
 @click.option(
     "-o",
     "--output",
@@ -155,15 +172,27 @@ def decode(tokdir, ids_file, horizon, action_dim, output, on_error) -> None:
     """Decode JSON id lists (one per line, from a file or stdin) to actions."""
     from vla_data.tokenizers import FastTokenizer
 
+    fast = FastTokenizer.from_pretrained(tokdir)
+    for option, value, stored in (
+        ("--horizon", horizon, "time_horizon"),
+        ("--action-dim", action_dim, "action_dim"),
+    ):
+        if value is None and getattr(fast, stored) is None:
+            raise click.UsageError(f"{tokdir} records no {stored}; give {option}")
     ids = [json.loads(line) for line in ids_file if line.strip()]
-    actions, valid = FastTokenizer.from_pretrained(tokdir).decode(
-        ids, horizon=horizon, action_dim=action_dim, on_error=on_error
-    )
+    actions, valid = fast.decode(ids, horizon=horizon, action_dim=action_dim, on_error=on_error)
     if output:
         np.save(output, actions)
     else:
         np.savetxt(sys.stdout, actions.reshape(len(ids), -1), fmt="%.6g")
     click.echo(f"{int(valid.sum())}/{len(ids)} sequences decoded exactly", err=True)
+    if not valid.all():
+        shape = f"{horizon or fast.time_horizon}x{action_dim or fast.action_dim}"
+        raise click.ClickException(
+            f"{len(ids) - int(valid.sum())} of {len(ids)} id sequences are not valid for {tokdir} at {shape} "
+            "(ids from another tokenizer, or another horizon / action dim?); their actions are "
+            + ("zeros" if on_error == "flag" else "padded or clipped repairs")
+        )
 
 
 @tokenizer.command("cache")
