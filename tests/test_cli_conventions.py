@@ -112,8 +112,21 @@ def test_ctrl_c_keeps_closed_shards_and_says_how_to_resume(tmp_path):
     raw = tmp_path / "raw"
     write_aloha_sample(raw, episodes=40, steps=100, height=96, width=128)
     out = tmp_path / "out"
-    args = ("convert", "hdf5", raw, out, "--layout", "aloha", "--fps", "50", "--task", "t")
-    proc = vla_data(*args, "--workers", "2", "--shard-size", "0.5", start_new_session=True)
+    args = (
+        "convert",
+        "hdf5",
+        raw,
+        out,
+        "--layout",
+        "aloha",
+        "--fps",
+        "50",
+        "--task",
+        "t",
+        "--shard-size",
+        "0.5",
+    )
+    proc = vla_data(*args, "--workers", "2", start_new_session=True)
     deadline = time.monotonic() + 120
     while (
         not list((out / "shards").glob("shard-*.arrow"))

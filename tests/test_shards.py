@@ -111,7 +111,10 @@ def test_resume_with_other_options_is_refused(many_episodes, tmp_path):
         convert(
             CrashingSource(paths=paths, layout="aloha", crash_at=6), out, ConvertOptions(shard_bytes=40_000)
         )
-    with pytest.raises(ShardError, match="other source options"):
+    with pytest.raises(
+        ShardError,
+        match="cannot --resume the interrupted conversion with other settings: --task was None, now .other.",
+    ):
         convert(
             HDF5Source(paths=paths, layout="aloha", task="other"),
             out,

@@ -14,7 +14,7 @@ from PIL import Image
 from vla_data.cli import main
 from vla_data.errors import ShardError, VlaDataError
 from vla_data.samples import write_aloha_sample, write_lerobot_video_sample
-from vla_data.shards.manifest import write_json_atomic
+from vla_data.shards.manifest import PROGRESS_FILE, write_json_atomic
 
 
 def run(*args):
@@ -258,3 +258,120 @@ def test_crop_keeps_the_centre_of_the_frame():
     left = np.asarray(Image.fromarray(frame[:, :480]).resize((224, 224), Image.BILINEAR)).astype(int)
     assert np.abs(cropped - centre).mean() < 1.5
     assert np.abs(cropped - left).mean() > 20  # the check can tell a wrong crop offset
+
+
+# -- item 1: resume only with the settings a conversion was started with ---------------------------
+def aloha_args(src, out, *extra):
+    return ("convert", "hdf5", src, out, "--layout", "aloha", "--quiet", *extra)
+
+
+@pytest.fixture
+def interrupted_units(tmp_path):
+    """7 episodes converted in units of 2; episode 5 has a NaN action, so units 0 and 1 finish and
+    the run stops in unit 2. The NaN is then repaired, as a user would before resuming."""
+    src = tmp_path / "src"
+    write_aloha_sample(src, episodes=7, steps=10, height=16, width=16)
+    with h5py.File(src / "episode_5.hdf5", "r+") as f:
+        good = f["action"][()]
+        bad = good.copy()
+        bad[3, 0] = np.nan
+        f["action"][...] = bad
+    out = tmp_path / "out"
+    result = run(*aloha_args(src, out, "--executor", "local", "--unit-episodes", "2"))
+    assert result.exit_code == 1 and "episode_5.hdf5" in last_line(result)
+    with h5py.File(src / "episode_5.hdf5", "r+") as f:
+        f["action"][...] = good
+    return src, out
+
+
+def test_units_resume_with_another_unit_size_is_refused(interrupted_units):
+    src, out = interrupted_units
+    for size in ("3", "1"):
+        result = run(*aloha_args(src, out, "--executor", "local", "--unit-episodes", size, "--resume"))
+        assert result.exit_code == 1
+        assert f"--unit-episodes was 2, now {size}" in last_line(result)
+    result = run(*aloha_args(src, out, "--executor", "local", "--unit-episodes", "2", "--resume"))
+    assert result.exit_code == 0, result.output
+    assert strict_json(out / "manifest.json")["shards"] and run("verify", out).exit_code == 0
+    assert json.loads(run("info", out, "--json").output)["episodes"] == 7
+
+
+def test_units_resume_with_another_jpeg_quality_is_refused(interrupted_units):
+    src, out = interrupted_units
+    result = run(
+        *aloha_args(
+            src, out, "--executor", "local", "--unit-episodes", "2", "--resume", "--jpeg-quality", "80"
+        )
+    )
+    assert result.exit_code == 1
+    assert "--jpeg-quality was 95, now 80" in last_line(result)
+    assert "image_format" not in last_line(result)  # the one setting that differs, not the whole dict
+
+
+def write_robomimic(path, demos):
+    with h5py.File(path, "w") as f:
+        for name, actions in demos.items():
+            f.create_dataset(f"data/{name}/actions", data=actions)
+
+
+def test_units_resume_after_the_source_changed_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    demos = {f"demo_{i}": rng.normal(size=(6, 3)) for i in range(6)}
+    broken = {**demos, "demo_4": np.where(np.arange(3) == 1, np.nan, demos["demo_4"])}
+    write_robomimic(tmp_path / "demos.hdf5", broken)
+    args = ("convert", "hdf5", tmp_path / "demos.hdf5", tmp_path / "out", "--executor", "local")
+    args += ("--unit-episodes", "2", "--quiet")
+    assert run(*args).exit_code == 1
+    del demos["demo_0"]  # the source file is rewritten between the runs
+    write_robomimic(tmp_path / "demos.hdf5", demos)
+    result = run(*args, "--resume")
+    assert result.exit_code == 1
+    assert "unit-00000 converted 2 episodes" in last_line(result) and "the source changed" in last_line(
+        result
+    )
+    assert "data/demo_0 .. " in last_line(result)
+
+
+@pytest.mark.parametrize("executor", ["stream", "local"])
+def test_resume_of_a_finished_conversion_with_other_settings_is_refused(tmp_path, executor):
+    src = tmp_path / "src"
+    write_aloha_sample(src, episodes=2, steps=8, height=16, width=16)
+    other = tmp_path / "other"
+    write_aloha_sample(other, episodes=3, steps=8, height=16, width=16)
+    out = tmp_path / "out"
+    base = ("--executor", executor, "--task", "wave")
+    assert run(*aloha_args(src, out, *base)).exit_code == 0
+    manifest = (out / "manifest.json").read_bytes()
+    assert run(*aloha_args(src, out, *base, "--resume")).exit_code == 0  # same settings: a no-op
+    for extra, named in [
+        (("--task", "fold"), "--task was 'wave', now 'fold'"),
+        (("--image-size", "8"), "--image-size was None, now [8, 8]"),
+    ]:
+        result = run(*aloha_args(src, out, *base, *extra, "--resume"))
+        assert result.exit_code == 1 and named in last_line(result), result.output
+    result = run(*aloha_args(other, out, *base, "--resume"))
+    assert result.exit_code == 1 and "SRC (path) was" in last_line(result)
+    assert (out / "manifest.json").read_bytes() == manifest
+
+
+def test_stream_resume_with_another_option_names_it(tmp_path):
+    src = tmp_path / "src"
+    write_aloha_sample(src, episodes=4, steps=40, height=32, width=32)
+    with h5py.File(src / "episode_3.hdf5", "r+") as f:
+        f["action"][2, 0] = np.inf
+    out = tmp_path / "out"
+    result = run(*aloha_args(src, out, "--shard-size", "0.01"))
+    assert result.exit_code == 1 and (out / PROGRESS_FILE).exists()
+    result = run(*aloha_args(src, out, "--shard-size", "0.01", "--resume", "--jpeg-quality", "70"))
+    assert result.exit_code == 1 and "--jpeg-quality was 95, now 70" in last_line(result)
+
+
+def test_resume_into_a_missing_folder_says_it_starts_fresh(tmp_path):
+    from vla_data.convert import ConvertOptions, convert
+    from vla_data.sources.hdf5 import HDF5Source
+
+    write_aloha_sample(tmp_path / "src", episodes=1, steps=8, height=16, width=16)
+    source = HDF5Source.from_paths(tmp_path / "src", layout="aloha")
+    with pytest.warns(UserWarning, match="does not exist, so there is nothing to resume; starting a fresh"):
+        manifest = convert(source, tmp_path / "out", ConvertOptions(resume=True))
+    assert manifest.num_episodes == 1

@@ -26,6 +26,7 @@ from vla_data.images import (
     looks_complete,
     resize,
 )
+from vla_data.resume import check_same_settings, note_fresh_start
 from vla_data.schema import IMAGE_PREFIX, Feature, array_feature, image_feature
 from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE, SHARD_DIR, Manifest, load_manifest
 from vla_data.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
@@ -233,17 +234,21 @@ def convert(
         if not isinstance(fs, LocalFileSystem):
             return _convert_to_remote(source, out, options, feature_names=feature_names)
         out = Path(inner)
+    if options.resume and not Path(out).exists():
+        note_fresh_start(out)
     if options.executor != "stream":
         from vla_data.units import convert_in_units
 
         return convert_in_units(source, out, options)
+    description = {**source.describe(), "convert_options": options.describe()}
     if options.resume and (Path(out) / MANIFEST_FILE).exists():
+        manifest = load_manifest(out)
+        check_same_settings(out, manifest.source, description, "the finished conversion")
         (Path(out) / PROGRESS_FILE).unlink(missing_ok=True)  # killed after the commit: already complete
-        return load_manifest(out)
+        return manifest
     refs = source.episode_refs() if refs is None else refs
     if feature_names is None and hasattr(source, "feature_names"):
         feature_names = source.feature_names()
-    description = {**source.describe(), "convert_options": options.describe()}
     if not refs and not allow_empty:
         raise SourceError("no episodes found", file=str(description.get("path")))
     show = sys.stderr.isatty() if options.progress is None else options.progress

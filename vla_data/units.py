@@ -20,6 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from vla_data.errors import ShardError
+from vla_data.resume import check_same_settings, check_unit
 from vla_data.shards.manifest import MANIFEST_FILE, Manifest, load_manifest
 from vla_data.shards.merge import STAGING_DIR, merge_datasets
 
@@ -39,9 +40,12 @@ def convert_unit(source, refs: list[dict[str, Any]], out: str, options, feature_
 
 def convert_in_units(source, out: str | Path, options) -> Manifest:
     out = Path(out)
+    settings = {**source.describe(), "convert_options": options.describe()}
     if (out / MANIFEST_FILE).exists():
         if options.resume:
-            return load_manifest(out)
+            manifest = load_manifest(out)
+            check_same_settings(out, manifest.source, settings, "the finished conversion")
+            return manifest
         raise ShardError(f"{out} already holds a complete dataset; choose another OUT or delete it")
     if out.exists() and any(p.name != STAGING_DIR for p in out.iterdir()):
         raise ShardError(f"{out} is not empty and holds no vla-data conversion; choose an empty OUT")
@@ -56,6 +60,8 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
         (refs[start : start + size], str(unit_dir(out, k)))
         for k, start in enumerate(range(0, len(refs), size))
     ]
+    for refs_of_unit, unit in jobs:
+        check_unit(out, Path(unit), settings, refs_of_unit)
     shared = (source, options, feature_names)  # sent once per worker, not once per unit
     show = sys.stderr.isatty() if options.progress is None else options.progress
     with tqdm(total=len(jobs), unit="unit", desc=f"convert ({options.executor})", disable=not show) as bar:
@@ -63,8 +69,7 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
             _run_on_ray(jobs, shared, options, bar)
         else:
             _run_locally(jobs, shared, options.workers, bar)
-    description = {**source.describe(), "convert_options": options.describe()}
-    manifest = merge_datasets([job[1] for job in jobs], out, source=description)
+    manifest = merge_datasets([job[1] for job in jobs], out, source=settings)
     shutil.rmtree(out / STAGING_DIR)
     return manifest
 

@@ -103,24 +103,24 @@ def corrupt_tfrecord_crc(folder: Path) -> list[str]:
     data = bytearray(path.read_bytes())
     data[offsets[1] + 20] ^= 0x04
     path.write_bytes(bytes(data))
-    return ["convert", "rlds", str(root), str(folder / "out")]
+    return ["convert", "rlds", str(root), str(folder / "out"), "--fps", "10"]
 
 
 def truncated_tfrecord(folder: Path) -> list[str]:
     root = _tfds(folder)
     path = root / "toy-train.tfrecord-00000-of-00001"
     path.write_bytes(path.read_bytes()[:-7])
-    return ["convert", "rlds", str(root), str(folder / "out")]
+    return ["convert", "rlds", str(root), str(folder / "out"), "--fps", "10"]
 
 
 def undecodable_jpeg(folder: Path) -> list[str]:
     root = _tfds(folder, image=b"\xff\xd8\xff\xe0" + b"garbage" * 10)
-    return ["convert", "rlds", str(root), str(folder / "out")]
+    return ["convert", "rlds", str(root), str(folder / "out"), "--fps", "10"]
 
 
 def unknown_feature_type(folder: Path) -> list[str]:
     root = _tfds(folder, kind="video_feature.Video")
-    return ["convert", "rlds", str(root), str(folder / "out")]
+    return ["convert", "rlds", str(root), str(folder / "out"), "--fps", "10"]
 
 
 # -- LeRobot ---------------------------------------------------------------------------------------

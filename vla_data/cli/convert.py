@@ -179,6 +179,7 @@ def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, tas
       vla-data convert hdf5 lift/image_84.hdf5 out/ --layout robomimic --image-size 224
       vla-data convert hdf5 demo.hdf5 out/ --map action=action --map observation.state=observation
     """
+    from vla_data.assumptions import hdf5_fps_warning
     from vla_data.sources.hdf5 import HDF5Source
 
     if not src:  # click gives a lone argument to OUT, the last one
@@ -197,10 +198,9 @@ def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, tas
         state_keys=tuple(k.strip() for k in state_keys.split(",")) if state_keys else None,
         episode_glob=episode_glob,
     )
-    manifest = run_convert(source, out, options)
-    click.echo(describe_dataset(out))
-    if manifest.skipped:
-        click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)
+    if warning := hdf5_fps_warning(source):
+        click.echo(warning, err=True)
+    run_and_report(source, out, options)
 
 
 @convert.command("rlds")
@@ -233,9 +233,8 @@ def convert_hdf5(src, out, layout, maps, map_file, episode_glob, state_keys, tas
 @click.option(
     "--fps",
     type=float,
-    default=10.0,
-    show_default=True,
-    help="RLDS stores no frame rate; give the dataset's control frequency.",
+    default=None,
+    help="The dataset's control frequency; required unless dataset_info.json records it (TFDS usually does not).",
 )
 @click.option(
     "--task", default=None, help="Task text for every episode (default: steps/language_instruction)."
@@ -254,8 +253,15 @@ def convert_rlds(src, out, splits, maps, action_keys, preset, fps, task, **kw) -
       vla-data convert rlds ~/tensorflow_datasets/bridge_dataset/1.0.0 out/ --preset bridge --fps 5
       vla-data convert rlds droid/1.0.0 out/ --action-keys steps/action_dict/cartesian_position,steps/action_dict/gripper_position
     """
+    from vla_data.assumptions import recorded_rlds_fps
     from vla_data.sources.rlds import RLDSSource
 
+    fps = fps or recorded_rlds_fps(src)
+    if fps is None:
+        raise click.UsageError(
+            f"Missing option '--fps': {src}/dataset_info.json records no frame rate; give the robot's "
+            "control frequency (e.g. --fps 5 for Bridge, --fps 20 for robosuite)"
+        )
     options = build_options(kw)
     source = RLDSSource.from_path(
         src,
@@ -266,10 +272,19 @@ def convert_rlds(src, out, splits, maps, action_keys, preset, fps, task, **kw) -
         fps=fps,
         task=task,
     )
+    run_and_report(source, out, options)
+
+
+def run_and_report(source, out: str, options: ConvertOptions) -> None:
+    """Convert, describe the result, and warn about what the data leaves unsaid."""
+    from vla_data.assumptions import empty_task_warning
+
     manifest = run_convert(source, out, options)
     click.echo(describe_dataset(out))
     if manifest.skipped:
         click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)
+    if warning := empty_task_warning(out):
+        click.echo(warning, err=True)
 
 
 def parse_cameras(items: tuple[str, ...]) -> dict[str, str]:
@@ -331,10 +346,7 @@ def convert_lerobot(src, out, action_key, state_key, cameras, drop_cameras, tole
         drop_cameras=tuple(drop_cameras),
         tolerance=tolerance,
     )
-    manifest = run_convert(source, out, options)
-    click.echo(describe_dataset(out))
-    if manifest.skipped:
-        click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)
+    run_and_report(source, out, options)
 
 
 @convert.command("web")
@@ -352,9 +364,8 @@ def convert_lerobot(src, out, action_key, state_key, cameras, drop_cameras, tole
 @click.option(
     "--kind",
     type=click.Choice(["caption", "vqa", "detection"]),
-    default="vqa",
-    show_default=True,
-    help="Kind of every sample when there is no --kind-field.",
+    default=None,
+    help="Kind of every sample when there is no --kind-field (vqa, with a warning, when neither is given).",
 )
 @click.option("--default-prompt", default="caption en", show_default=True)
 @click.option(
@@ -391,13 +402,20 @@ def convert_web(
     """
     from vla_data.sources.web import WebSource
 
+    if kind is None and kind_field is None:
+        kind = "vqa"
+        click.echo(
+            "warning: assuming --kind vqa for every sample; give --kind-field (e.g. --kind-field kind) "
+            "or --kind caption|vqa|detection",
+            err=True,
+        )
     source = WebSource(
         path=src,
         image_field=image_field,
         prompt_field=prompt_field or None,
         answer_field=answer_field,
         kind_field=kind_field,
-        kind=kind,
+        kind=kind or "vqa",  # unused when each row names its kind
         default_prompt=default_prompt,
         image_root=image_root,
         split=split,

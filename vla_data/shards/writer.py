@@ -15,6 +15,7 @@ import pyarrow as pa
 from vla_data import __version__
 from vla_data.episode import Episode
 from vla_data.errors import ShardError, SourceError
+from vla_data.resume import check_same_settings
 from vla_data.schema import FORMAT_VERSION, IMAGE_PREFIX, Feature, arrow_schema
 from vla_data.shards.journal import JournalState, append_line, load_journal
 from vla_data.shards.manifest import (
@@ -162,11 +163,12 @@ class ShardWriter:
 
     def _restore(self, state: JournalState) -> None:
         header = state.header
-        if header.get("source") != self.source or header.get("format_version") != FORMAT_VERSION:
+        if header.get("format_version") != FORMAT_VERSION:
             raise ShardError(
-                f"{self.out}: the interrupted conversion used other source options "
-                f"({header.get('source')}); rerun with the same options or delete the folder"
+                f"{self.out}: the interrupted conversion wrote format_version {header.get('format_version')}, "
+                f"this vla-data writes {FORMAT_VERSION}; delete the folder and convert again"
             )
+        check_same_settings(self.out, header.get("source") or {}, self.source, "the interrupted conversion")
         if state.features is not None:
             self.set_features(state.fps, {n: Feature.from_json(n, f) for n, f in state.features.items()})
         self._tasks = TaskIndex(state.tasks)

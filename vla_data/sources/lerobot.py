@@ -123,6 +123,12 @@ class LeRobotSource:
             cameras = dict(self.cameras)
         else:
             cameras = {k: k[len(IMAGE_PREFIX) :] if k.startswith(IMAGE_PREFIX) else k for k in visual}
+        if unknown := [k for k in self.drop_cameras if k not in visual]:
+            raise SourceError(
+                f"--drop-camera {unknown[0]!r} is not an image/video feature; cameras: {visual}",
+                file=info_path,
+                key=unknown[0],
+            )
         cameras = {k: name for k, name in cameras.items() if k not in self.drop_cameras}
         arrays = {ACTION: action}
         if state:
