@@ -13,11 +13,25 @@ def run(*args):
     return result.output
 
 
-def test_bench_tokenizer_small():
+def test_bench_tokenizer_small(shared_data):
     result = json.loads(
-        run("bench", "tokenizer", "--chunks", "50", "--fit-chunks", "300", "--repeats", "1", "--json")
+        run(
+            "bench",
+            "tokenizer",
+            "--chunks",
+            "50",
+            "--fit-chunks",
+            "300",
+            "--repeats",
+            "1",
+            "--fast-plus",
+            shared_data / "fast_plus",
+            "--json",
+        )
     )
-    assert [r["shape"] for r in result["rows"]] == ["10x7", "30x26", "50x14"]
+    assert [(r["tokenizer"], r["shape"]) for r in result["rows"]] == [
+        (name, shape) for shape in ("10x7", "30x26", "50x14") for name in ("fitted default", "FAST+")
+    ]
     for row in result["rows"]:
         assert row["encode_batched_per_s"] > 0 and 0 < row["bpe_share_of_encode"]
     assert result["fit"]["chunks"] == 300

@@ -1,10 +1,12 @@
 """Loader configs: paths relative to the config file, typed settings, errors naming file, source and key."""
 
+import dataclasses
 import json
 import re
 import shutil
 from dataclasses import fields
 
+import numpy as np
 import pytest
 
 from vla_data.convert import convert
@@ -207,3 +209,60 @@ def test_demo_never_deletes_what_it_did_not_write(tmp_path):
     clear_demo_folder(demo)
     assert (demo / MARKER).exists() and not (demo / "web").exists()
     assert (demo / "notes.txt").read_text() == "mine"
+
+
+def test_per_source_settings(data):
+    from vla_data.tokenizers.text import ByteTokenizer
+
+    robot = str(data / "robot")
+    config = LoaderConfig(
+        sources=(
+            SourceConfig("robot", (robot,), task="{task} slowly", horizon_seconds=0.1, max_episodes=1),
+            SourceConfig("robot", (robot,), delta_action_dims=(0, 1)),
+            SourceConfig("web", (str(data / "web"),), max_episodes=3),
+        ),
+        fast_tokenizer=str(data / "fast"),
+        horizon=H,
+        action_dim=16,
+        image_size=(32, 32),
+        batch_size=4,
+    )
+    loader = make_loader(config)
+    first, second, web = loader.sources
+    assert (len(first), len(second), len(web)) == (40, 120, 3)  # fps 50: 0.1 s is 5 steps
+    sample = first[3]
+    assert ByteTokenizer().decode(sample["tokens"].tokens.tolist()).startswith("Task: pick slowly, State: ")
+    assert sample["actions"].shape == (H, 16) and not sample["action_is_pad"][:5].any()
+    assert sample["action_is_pad"][5:].all() and not sample["actions"][5:].any()
+    assert "pick slowly" not in ByteTokenizer().decode(second[3]["tokens"].tokens.tolist())
+    global_delta = make_loader(
+        dataclasses.replace(config, sources=(SourceConfig("robot", (robot,)),), delta_action_dims=(0, 1))
+    )
+    np.testing.assert_array_equal(second[7]["actions"], global_delta.sources[0][7]["actions"])
+    plain = make_loader(dataclasses.replace(config, sources=(SourceConfig("robot", (robot,)),)))
+    assert not np.array_equal(second[7]["actions"], plain.sources[0][7]["actions"])
+    assert {int(s) for b in zip(range(3), loader, strict=False) for s in b[1]["source"]} <= {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (
+            {"kind": "robot", "paths": ["robot"], "horizon_seconds": 1},
+            "sources[0].horizon_seconds: 1 s at 50 fps is 50 steps; it must be 1..horizon (10)",
+        ),
+        ({"kind": "web", "paths": ["web"], "task": "x"}, "sources[0].task: applies to robot sources only"),
+        (
+            {"kind": "robot", "paths": ["robot"], "max_episodes": 0},
+            "sources[0].max_episodes: must be >= 1, got 0",
+        ),
+        (
+            {"kind": "robot", "paths": ["robot"], "delta_action_dims": [16]},
+            "sources[0].delta_action_dims: dims [16] are outside 0..action_dim-1 (16)",
+        ),
+    ],
+)
+def test_per_source_setting_errors(data, source, message):
+    path = write(data / "per_source.json", raw_config(sources=[source]))
+    with pytest.raises(VlaDataError, match=re.escape(f"{path}: {message}")):
+        make_loader(path)

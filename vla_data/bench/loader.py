@@ -45,9 +45,11 @@ def bench_loader(
     workers: list[int] = (0, 1, 2),
     image_size: tuple[int, int] = (240, 320),
     work_dir: str | None = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Loader samples/s for batch 32, 2 cameras, H=50 per worker count, the decode+resize bound of
-    the same images, and worker RSS across `rss_batches` batches."""
+    the same images, and worker RSS across `rss_batches` batches; with `profile`, also the time
+    per sample of each loader stage (`loader_profile.profile_loader`)."""
     import gc
 
     import numpy as np
@@ -79,7 +81,7 @@ def bench_loader(
             batch_size=batch_size,
             horizon=horizon,
             max_tokens=512,
-            samples_per_epoch=batch_size * max(batches, rss_batches),
+            samples_per_epoch=batch_size * (max(batches, rss_batches) + 1),  # + the warm-up batch
         )
         loader = make_loader(config)
         build_fast_cache(loader.sources[0], 0)
@@ -95,6 +97,11 @@ def bench_loader(
                     load_image(step[cam], (224, 224))
 
         bound = median_seconds(decode_resize, 3) / len(frames)  # seconds per sample
+        stages = None
+        if profile:
+            from vla_data.bench.loader_profile import profile_loader
+
+            stages = profile_loader(make_loader(config), batches)
         runs = {}
         for n in workers:
             loader = make_loader(LoaderConfig(**{**vars(config), "num_workers": n}))
@@ -128,6 +135,7 @@ def bench_loader(
             "bound_decode_resize": {"samples_per_s": 1 / bound},
             "loader": runs,
             "worker_rss_mb": rss,
+            **({"profile": stages} if stages else {}),
         }
 
 
@@ -145,4 +153,9 @@ def format_loader_table(result: dict[str, Any]) -> str:
     rss = result["worker_rss_mb"]
     for index, sizes in rss.items():
         lines.append(f"worker RSS after {index:>5} batches: " + ", ".join(f"{s:.0f} MB" for s in sizes))
+    if "profile" in result:
+        from vla_data.bench.loader_profile import format_profile
+
+        bound_us = 1e6 / result["bound_decode_resize"]["samples_per_s"]
+        lines += ["", format_profile(result["profile"], bound_us)]
     return "\n".join(lines)

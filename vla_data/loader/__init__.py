@@ -26,6 +26,7 @@ from .config import LoaderConfig, SourceConfig
 from .config_check import ConfigError
 from .mixture import LoaderState, MixtureBatchSampler, MixturePlan
 from .robot import RobotDataset
+from .source_view import SourceRobotDataset
 from .web import WebDataset
 
 __all__ = ["LoaderConfig", "SourceConfig", "VlaLoader", "ki_attention_mask", "make_loader", "build_sources"]
@@ -70,10 +71,12 @@ def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset]
     sources: list[RobotDataset | WebDataset] = []
     for i, source in enumerate(config.sources):
         if source.kind == "robot":
-            sources.append(RobotDataset(source.paths, config, fast, prompt, source.cameras))
+            sources.append(SourceRobotDataset(source, i, config, fast, prompt))
             check_dims(sources[-1], i, config.action_dim)
         else:
             sources.append(WebDataset(source.paths, config, prompt))
+            if source.max_episodes is not None:  # a web sample is a one-step episode
+                sources[-1].offsets = np.minimum(sources[-1].offsets, source.max_episodes)
     return sources, prompt
 
 

@@ -29,12 +29,22 @@ class SourceConfig:
         weight: Share of this source in the mixture, relative to the other sources' weights.
         cameras: Model image slot -> the dataset's camera name (without `observation.images.`),
             None leaving the slot empty. Default: the dataset's cameras fill the slots in order.
+        task: Robot: the task text of every episode, or a template where `{task}` stands for the
+            episode's own task (`"{task}, slowly"`). Default: the episode's task.
+        delta_action_dims: Robot: this source's `delta_action_dims` (default: the loader's).
+        horizon_seconds: Robot: chunk length in seconds at this source's fps (at most the loader's
+            `horizon` steps; shorter chunks are padded and masked in `action_is_pad`).
+        max_episodes: Sample only the first N episodes of this source (default: all).
     """
 
     kind: Literal["robot", "web"]
     paths: tuple[str, ...]
     weight: float = 1.0
     cameras: dict[str, str | None] | None = None
+    task: str | None = None
+    delta_action_dims: tuple[int, ...] | None = None
+    horizon_seconds: float | None = None
+    max_episodes: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
@@ -42,8 +52,9 @@ class SourceConfig:
                 "paths",
                 f"paths must be a list, got the string {self.paths!r}; write {json.dumps([self.paths])}",
             )
-        if isinstance(self.paths, list):
-            object.__setattr__(self, "paths", tuple(self.paths))
+        for name in ("paths", "delta_action_dims"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.kind not in ("robot", "web"):
             raise ConfigError(
                 "kind",
@@ -54,6 +65,13 @@ class SourceConfig:
             raise ConfigError("paths", f"the {self.kind} source has no paths")
         if not self.weight > 0:
             raise ConfigError("weight", f"must be > 0, got {self.weight}")
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise ConfigError("max_episodes", f"must be >= 1, got {self.max_episodes}")
+        if self.horizon_seconds is not None and not self.horizon_seconds > 0:
+            raise ConfigError("horizon_seconds", f"must be > 0, got {self.horizon_seconds}")
+        robot_only = ("task", "delta_action_dims", "horizon_seconds", "cameras")
+        if self.kind == "web" and (given := [n for n in robot_only if getattr(self, n) is not None]):
+            raise ConfigError(given[0], "applies to robot sources only")
 
     @classmethod
     def from_dict(cls, data: Any) -> SourceConfig:
@@ -87,6 +105,8 @@ class LoaderConfig:
         action_dim: Model action/state dimension D; datasets are zero-padded up to it.
         image_size: Model image size (height, width); frames are resized with aspect-preserving pad.
         image_slots: The model's image slot names, in order.
+        image_decode: "full" (default): decode whole JPEGs, then resize: openpi's pixels. "draft":
+            libjpeg DCT-scaled decode, faster for frames >= 2x the model size; pixels differ slightly.
         normalization: "quantile" (q01/q99 to [-1, 1], pi0.5) or "zscore".
         state_in_prompt: Put the discretized state in the prompt text (pi0-FAST layout).
         lowercase: Lowercase the task text in the prompt ("vla_data" format only).
@@ -121,6 +141,7 @@ class LoaderConfig:
     action_dim: int = 32
     image_size: tuple[int, int] = (224, 224)
     image_slots: tuple[str, ...] = DEFAULT_SLOTS
+    image_decode: Literal["full", "draft"] = "full"
     normalization: Literal["quantile", "zscore"] = "quantile"
     state_in_prompt: bool = True
     lowercase: bool = True
@@ -154,6 +175,7 @@ class LoaderConfig:
             ("prompt_format", ("vla_data", "pi0fast", "pi05")),
             ("mode", ("random", "stratified")),
             ("bad_images", ("fail", "mask")),
+            ("image_decode", ("full", "draft")),
         ):
             value = getattr(self, name)
             if value not in choices:
@@ -180,6 +202,12 @@ class LoaderConfig:
                 f"prompt_format {self.prompt_format!r} (openpi) always puts the state in the prompt; "
                 'set "state_in_prompt": true or "prompt_format": "vla_data"',
             )
+        for i, source in enumerate(self.sources):
+            if bad := [d for d in source.delta_action_dims or () if not 0 <= d < self.action_dim]:
+                raise ConfigError(
+                    f"sources[{i}].delta_action_dims",
+                    f"dims {bad} are outside 0..action_dim-1 ({self.action_dim})",
+                )
         if bad := [d for d in self.delta_action_dims if not 0 <= d < self.action_dim]:
             raise ConfigError(
                 "delta_action_dims", f"dims {bad} are outside 0..action_dim-1 ({self.action_dim})"

@@ -20,6 +20,7 @@ from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.tokenizers.prompt import PromptBuilder
 
 from .chunks import chunk_indices, delta_chunk
+from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
 FAST_CACHE_DIR = "fast_cache"
 DELTA_STATS_CHUNKS = 10_000
@@ -46,9 +47,9 @@ def image_slots(
     return out
 
 
-def load_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
-    """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad."""
-    return np.ascontiguousarray(decode_for_size(data, *size, "pad").transpose(2, 0, 1))
+def load_image(data: bytes, size: tuple[int, int], *, draft: bool = False) -> np.ndarray:
+    """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad (openpi's rounding)."""
+    return np.ascontiguousarray(decode_for_size(data, *size, "pad", draft=draft).transpose(2, 0, 1))
 
 
 def load_stored_image(
@@ -57,7 +58,7 @@ def load_stored_image(
     """`load_image` for a frame of a shard; a corrupt frame is an error naming shard, row and column,
     or (bad_images="mask") a blank frame whose mask is False."""
     try:
-        return load_image(data, config.image_size), True
+        return load_image(data, config.image_size, draft=config.image_decode == "draft"), True
     except Exception as e:  # PIL raises several types for corrupt data
         if config.bad_images == "mask":
             return np.zeros((3, *config.image_size), np.uint8), False
@@ -156,8 +157,13 @@ class RobotDataset:
         return self._caches[d][global_row].values.to_numpy().astype(np.int64)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.sample(index)
+
+    def sample(self, index: int, timer: StageTimer | _NoTimer = NO_TIMER) -> dict[str, Any]:
+        """The sample at global step `index`; `timer` (bench loader --profile) is charged per stage."""
         d, episode, t = self.locate(index)
         ds = self.datasets[d]
+        timer.mark("locate")
         table = ds.episode_table(episode)
         actions = column_to_numpy(table.column(ACTION), ds.features[ACTION]).reshape(table.num_rows, -1)
         state = (
@@ -165,17 +171,21 @@ class RobotDataset:
             if STATE in ds.features
             else None
         )
+        timer.mark("read")
         chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([t]))
         chunk, is_pad = chunk[0], is_pad[0]  # [H, Da], [H]
         norm_state = self.state_norm[d].normalize(state[t]) if state is not None else None
-        ids = self.fast_ids(d, int(index - self.offsets[d]), chunk)
-        tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
         padded_actions, dim_mask = pad_dims(chunk.astype(np.float32), self.config.action_dim)
         padded_state = (
             pad_dims(norm_state.astype(np.float32), self.config.action_dim)[0]
             if norm_state is not None
             else np.zeros(self.config.action_dim, np.float32)
         )
+        timer.mark("normalize")
+        ids = self.fast_ids(d, int(index - self.offsets[d]), chunk)
+        timer.mark("FAST ids")
+        tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
+        timer.mark("prompt")
         images, masks, dropped = {}, {}, 0
         h, w = self.config.image_size
         for slot, feature in self.slots[d].items():
@@ -186,6 +196,7 @@ class RobotDataset:
                     ds, episode, t, feature, table.column(feature)[t].as_py(), self.config
                 )
                 dropped += not masks[slot]
+        timer.mark("image decode")
         return {
             "images": images,
             "image_masks": masks,

@@ -30,6 +30,7 @@ from scipy.fft import dct, idct
 from tokenizers import Tokenizer, decoders, models, trainers
 
 from vla_data.errors import TokenizerError
+from vla_data.tokenizers.symbol_table import SymbolTable
 
 Mode = Literal["default", "compat"]
 DecodeErrors = Literal["flag", "raise", "relaxed"]
@@ -116,6 +117,7 @@ class FastTokenizer:
         self.time_horizon = time_horizon
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         self._bpe_vocab_size = bpe.get_vocab_size()
+        self._table: SymbolTable | None | bool = False  # built on first decode; None: unsupported
 
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod
@@ -195,7 +197,9 @@ class FastTokenizer:
     def encode(self, chunks: np.ndarray, *, on_error: EncodeErrors = "raise") -> list[list[int]]:
         """Token ids for each chunk of `[B, T, D]` (or one `[T, D]` chunk -> a list with one entry)."""
         strings = _strings(self.symbols(chunks, on_error=on_error))
-        return [encoding.ids for encoding in self.bpe.encode_batch(strings)]
+        # `encode_batch_fast` (tokenizers >= 0.20) skips the character offsets nobody here reads.
+        encode_batch = getattr(self.bpe, "encode_batch_fast", self.bpe.encode_batch)
+        return [encoding.ids for encoding in encode_batch(strings)]
 
     # -- decoding --------------------------------------------------------------------------------
     def decode(
@@ -245,7 +249,39 @@ class FastTokenizer:
     def _decode_coefficients(
         self, ids: list[list[int]], size: int, out: np.ndarray, *, relaxed: bool
     ) -> list[str | None]:
-        """Fill `out` `[B, size]` with the coefficients of each sequence; the problem of each, or None."""
+        """Fill `out` `[B, size]` with the coefficients of each sequence; the problem of each, or None.
+
+        Valid sequences are decoded by table lookup in one vectorised pass; the rest go through the
+        BPE tokenizer's own decode (the reference's behaviour), which also names their problem."""
+        if self._table is False:
+            self._table = SymbolTable.of(self.bpe)
+        if self._table is None or not len(ids):
+            return self._decode_with_tokenizer(ids, size, out, relaxed=relaxed)
+        codes, offsets, ok = self._table.decode(ids, size)
+        ok &= np.diff(offsets) == size
+        rows = np.flatnonzero(ok)
+        if len(rows) == len(ids):  # all decodable, each of exactly `size` symbols: already in order
+            values = codes.reshape(len(ids), size) + self.min_token
+        else:
+            values = codes[offsets[rows][:, None] + np.arange(size)] + self.min_token  # [n_ok, size]
+        in_range = values.max(axis=1, initial=self.min_token) <= self.max_token
+        if self.clean_up_tokenization_spaces:  # a space (code 32) may be rewritten by the clean-up
+            in_range &= ~(values == self.min_token + 32).any(axis=1)
+        out[rows[in_range]] = values[in_range]
+        ok[rows[~in_range]] = False
+        problems: list[str | None] = [None] * len(ids)
+        slow = np.flatnonzero(~ok)
+        if len(slow):
+            sub = np.zeros((len(slow), size), np.float64)
+            found = self._decode_with_tokenizer([ids[i] for i in slow], size, sub, relaxed=relaxed)
+            out[slow] = sub
+            for i, problem in zip(slow, found, strict=True):
+                problems[i] = problem
+        return problems
+
+    def _decode_with_tokenizer(
+        self, ids: list[list[int]], size: int, out: np.ndarray, *, relaxed: bool
+    ) -> list[str | None]:
         lengths = np.array([len(seq) for seq in ids], dtype=np.int64)
         flat = np.fromiter((i for seq in ids for i in seq), dtype=np.int64, count=int(lengths.sum()))
         outside = np.r_[0, np.cumsum((flat < 0) | (flat >= self._bpe_vocab_size))]

@@ -1,0 +1,59 @@
+"""`bench loader --profile`: where a loader sample's time goes, stage by stage, in one process."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+STAGES = ("locate", "read", "normalize", "FAST ids", "prompt", "image decode", "collate", "IPC")
+
+
+def profile_loader(loader, batches: int) -> dict[str, Any]:
+    """Microseconds per sample of each stage over `batches` batches of a robot-only loader.
+
+    Samples are built in this process by the same code the workers run; "collate" is the batch
+    assembly, "IPC" what a worker adds to hand the batch over: pickling with the DataLoader's
+    pickler (tensors move to shared memory) and unpickling in the parent."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401  registers the tensor reducers the DataLoader uses
+
+    from vla_data.loader.robot import RobotDataset
+    from vla_data.loader.stage_timer import StageTimer
+
+    robot = loader.sources[0]
+    if not isinstance(robot, RobotDataset) or len(loader.sources) != 1:
+        raise ValueError("profile_loader needs a loader with one robot source")
+    collate = loader.dataloader.collate_fn
+    keys = iter(loader.dataloader.batch_sampler)
+    timer = StageTimer()
+    samples_done = 0
+    for _ in range(batches):
+        batch_keys = next(keys)
+        timer.start()
+        samples = []
+        for source, index in batch_keys:
+            sample = robot.sample(index, timer)
+            sample["source"] = source
+            samples.append(sample)
+        batch = collate(samples)
+        timer.mark("collate")
+        pickle.loads(bytes(ForkingPickler.dumps(batch)))
+        timer.mark("IPC")
+        samples_done += len(samples)
+    per_sample = {stage: timer.seconds[stage] / samples_done * 1e6 for stage in STAGES}
+    return {"samples": samples_done, "us_per_sample": per_sample, "total_us": sum(per_sample.values())}
+
+
+def format_profile(profile: dict[str, Any], bound_us: float | None = None) -> str:
+    total = profile["total_us"]
+    lines = [f"per-sample profile (num_workers=0 code path, {profile['samples']} samples)"]
+    lines.append(f"{'stage':<16}{'us/sample':>10}{'share':>8}")
+    for stage, us in profile["us_per_sample"].items():
+        lines.append(f"{stage:<16}{us:>10.1f}{us / total:>8.0%}")
+    lines.append(f"{'total':<16}{total:>10.1f}")
+    if bound_us:
+        lines.append(
+            f"{'decode+resize bound':<16}{bound_us:>10.1f}   (overhead {total - bound_us:.0f} us/sample)"
+        )
+    return "\n".join(lines)
