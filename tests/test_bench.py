@@ -61,3 +61,13 @@ def test_bench_convert_small(tmp_path):
     )
     assert result["frames"] == 200 and result["convert"]["stream --workers 1"]["frames_per_s"] > 0
     assert result["convert"]["stream --workers 1"]["peak_rss_main_mb"] > 0
+
+
+def test_bench_images_reports_every_decoder_against_pil():
+    result = json.loads(run("bench", "images", "--frames", "4", "--repeats", "1", "--json"))
+    by_name = {(r["stored"], r["decoder"]): r for r in result["rows"]}
+    assert by_name[("224x224", "PIL full (reference)")]["max_abs_diff"] == 0
+    assert by_name[("480x640", "PIL draft (DCT-scaled)")]["max_abs_diff"] > 0  # draft is not the reference
+    assert by_name[("480x640", "vla_data decode_for_size")]["max_abs_diff"] == 0  # full decode by default
+    names = {r["decoder"] for r in result["rows"]} | set(result["skipped"])
+    assert {"simplejpeg", "PyTurboJPEG", "torchvision.io.decode_jpeg"} <= names

@@ -380,45 +380,6 @@ def test_hugging_face_text_tokenizer_json(data, tmp_path):
         )
 
 
-def test_web_sources_from_saved_datasets_and_parquet(tmp_path):
-    import datasets
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from vla_data.images import encode_image
-
-    images = [encode_image(np.full((8, 8, 3), 40 * i, np.uint8), "png") for i in range(3)]
-    rows = {
-        "image": [{"bytes": b, "path": None} for b in images],
-        "question": ["q0", "", "q2"],
-        "answer": ["a0", "a1", "a2"],
-    }
-    features = datasets.Features(
-        {"image": datasets.Image(), "question": datasets.Value("string"), "answer": datasets.Value("string")}
-    )
-    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "hf"))
-    convert(WebSource(str(tmp_path / "hf")), tmp_path / "from_hf")
-    pq.write_table(
-        pa.table({"img": [{"bytes": b, "path": None} for b in images], "caption": ["c0", "c1", "c2"]}),
-        tmp_path / "caps.parquet",
-    )
-    convert(
-        WebSource(
-            str(tmp_path / "caps.parquet"),
-            image_field="img",
-            prompt_field=None,
-            answer_field="caption",
-            kind="caption",
-        ),
-        tmp_path / "from_parquet",
-    )
-    hf, parquet = ShardDataset(tmp_path / "from_hf"), ShardDataset(tmp_path / "from_parquet")
-    assert [hf.step(i)["prompt"] for i in range(3)] == ["q0", "caption en", "q2"]
-    assert [parquet.step(i)["answer"] for i in range(3)] == ["c0", "c1", "c2"]
-    assert parquet.step(2)["kind"] == "caption" and parquet.step(2)["observation.images.image"] == images[2]
-    assert hf.step(1)["observation.images.image"] == images[1]
-
-
 def test_persistent_workers_continue_where_the_loop_stopped(data):
     config = make_config(
         data, num_workers=2, persistent_workers=True, pin_memory=False, samples_per_epoch=8 * 6

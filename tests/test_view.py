@@ -21,6 +21,7 @@ from vla_data.loader import LoaderConfig, ki_attention_mask, make_loader
 from vla_data.loader.chunks import chunk_indices
 from vla_data.normalize import Normalizer
 from vla_data.shards import ShardDataset
+from vla_data.sources.web_sample import read_web_sample
 from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.view import ViewApp, ViewServer, export_site
 from vla_data.view.batch_api import MASK_COLOURS
@@ -160,7 +161,7 @@ def test_web_samples(server, demo):
     for sample in page["samples"][:4]:
         row = rows[sample["index"]]
         assert [t["role"] for t in sample["turns"]] == ["user", "assistant"]
-        assert sample["turns"][0]["text"] == (row["question"] or "caption en")
+        assert sample["turns"][0]["text"] == row["question"]  # stored; the loader applies the template
         assert sample["turns"][1]["text"] == row["answer"] and sample["kind"] == row["kind"]
         assert sample["boxes"] == []
         status, content_type, body = get(server, sample["images"][0]["url"])
@@ -173,23 +174,24 @@ def test_web_samples(server, demo):
 
 
 def test_web_detection_boxes(tmp_path):
-    """PaliGemma location tokens in a stored answer are drawn as boxes in image pixels."""
+    """Stored boxes (pixels of their image) are served with their labels."""
     from vla_data.convert import ConvertOptions, convert
     from vla_data.images import encode_image
     from vla_data.sources.web import WebSource
 
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw/a.png").write_bytes(encode_image(np.zeros((32, 64, 3), np.uint8), "png"))
-    answer = "<loc0256><loc0128><loc0768><loc0512> cat ; <loc0000><loc0000><loc1023><loc1023> dog"
-    row = {"image": "a.png", "question": "detect cat ; dog", "answer": answer, "kind": "detection"}
-    (tmp_path / "raw/d.jsonl").write_text(json.dumps(row) + "\n")
-    convert(WebSource(str(tmp_path / "raw/d.jsonl"), kind_field="kind"), tmp_path / "web", ConvertOptions())
+    rows = [
+        {"ref_id": 1, "file_name": "a.png", "bbox": [8, 8, 24, 16], "sentences": ["cat"]},
+        {"ref_id": 2, "file_name": "a.png", "bbox": [0, 0, 64, 32], "sentences": ["dog"]},
+    ]
+    (tmp_path / "raw/d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    convert(WebSource(str(tmp_path / "raw/d.jsonl"), format="refcoco"), tmp_path / "web", ConvertOptions())
     with ViewServer(ViewApp(tmp_path / "web"), port=0) as s:
-        sample = get_json(s, "api/d/0/sample/0")
-    assert [b["label"] for b in sample["boxes"]] == ["cat", "dog"]
-    # y/x as fractions of 1024 bins of the 32 x 64 image: x = 128/1024*64, y = 256/1024*32, ...
-    assert sample["boxes"][0]["box"] == [8.0, 8.0, 32.0, 24.0]
-    assert sample["boxes"][1]["box"] == [0.0, 0.0, 1023 / 1024 * 64, 1023 / 1024 * 32]
+        cat, dog = get_json(s, "api/d/0/sample/0"), get_json(s, "api/d/0/sample/1")
+    assert cat["boxes"] == [{"image": 0, "box": [8.0, 8.0, 32.0, 24.0], "label": "cat"}]
+    assert dog["boxes"] == [{"image": 0, "box": [0.0, 0.0, 64.0, 32.0], "label": "dog"}]
+    assert cat["kind"] == "detection" and cat["turns"] == []
 
 
 def test_loader_batch_is_the_training_batch(server, demo):
@@ -233,8 +235,7 @@ def test_loader_batch_is_the_training_batch(server, demo):
             checked_robot += 1
         else:
             web = ShardDataset(s := sample["source"]["path"])
-            episode, row = web.locate(sample["source"]["sample"])
-            answer = web.episode(episode, ["answer"])["answer"][row]
+            (_, answer) = read_web_sample(web, sample["source"]["sample"]).turns[-1]
             assert sample["text"]["postfix"] == answer + "<eos>", s
     assert 0 < checked_robot < len(out["samples"])  # the demo mixes robot and web samples
 

@@ -112,7 +112,10 @@ def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
     arrays = episode.arrays
     if options.dtype:
         target = np.dtype(options.dtype)
-        arrays = {k: v.astype(target) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+        arrays = {
+            k: v.astype(target) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+            for k, v in arrays.items()
+        }
     return replace(episode, arrays=arrays, images=images, original_image_sizes=original)
 
 
@@ -229,6 +232,8 @@ def convert(
     and no manifest is written. `resume=True` continues an interrupted conversion of the same
     source from its last closed shard.
     """
+    if hasattr(source, "configure"):  # a source that checks or adopts the options (web: per-sample skip)
+        source = source.configure(options)
     if is_uri(out):
         fs, inner = filesystem(out)
         if not isinstance(fs, LocalFileSystem):
@@ -269,6 +274,7 @@ def convert(
                         raise result
                     if writer.features is None:
                         writer.set_features(result.fps, infer_features(result, feature_names))
+                    writer.skip_samples(result.skipped_samples, position=position)
                     writer.write(result, position=position)
                 except SourceError as e:
                     if options.on_error == "fail":

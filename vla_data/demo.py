@@ -71,7 +71,16 @@ def run_demo(out: str | Path, *, echo=print) -> dict:
 
     config = LoaderConfig(  # paths relative to loader.json: the folder works wherever it is moved
         sources=(
-            SourceConfig("robot", ("dataset",), weight=0.7),
+            SourceConfig(
+                "robot",
+                ("dataset",),
+                weight=0.7,
+                cameras={
+                    "base_0_rgb": "cam_high",
+                    "left_wrist_0_rgb": "cam_left_wrist",
+                    "right_wrist_0_rgb": None,
+                },
+            ),
             SourceConfig("web", ("web",), weight=0.3),
         ),
         fast_tokenizer="fast_tokenizer",

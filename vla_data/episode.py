@@ -28,6 +28,8 @@ class Episode:
     timestamps: np.ndarray | None = None  # [T] seconds; default frame_index / fps
     original_image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # set when resized
     source_keys: dict[str, str] = field(default_factory=dict)  # canonical name -> key in the source
+    # web groups: single samples left out ({"source_ref": ..., "reason": ...}), listed in the manifest
+    skipped_samples: list[dict] = field(default_factory=list)
 
     def key_name(self, name: str) -> str:
         """How errors name a feature: its key in the source file, and the canonical name if it differs."""
@@ -64,8 +66,8 @@ class Episode:
                     key=self.key_name(name if name in self.arrays else IMAGE_PREFIX + name),
                 )
         for name, values in self.arrays.items():
-            if not np.issubdtype(values.dtype, np.floating):
-                continue
+            if not isinstance(values, np.ndarray) or not np.issubdtype(values.dtype, np.floating):
+                continue  # Arrow list columns (web samples) are checked by their reader
             bad = ~np.isfinite(values)
             if bad.any():
                 step = int(np.argwhere(bad)[0][0])

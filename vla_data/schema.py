@@ -20,7 +20,10 @@ INDEX_COLUMNS = {
     "task_index": pa.int32(),
 }
 
-FeatureKind = Literal["action", "state", "image", "scalar", "array", "text"]
+FeatureKind = Literal["action", "state", "image", "scalar", "array", "text", "list"]
+# kind "list": a variable-length list per row (web samples' turns, images, boxes); `dtype` is the
+# element type ("string", "binary" or a numeric dtype) and `shape` the per-element shape.
+LIST_ELEMENT_TYPES = {"string": pa.string(), "binary": pa.binary()}
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,17 @@ class Feature:
             return pa.binary()
         if self.kind == "text":
             return pa.string()
+        if self.kind == "list":
+            return pa.list_(self.element_type())
         value_type = pa.from_numpy_dtype(np.dtype(self.dtype))
         if self.shape == ():
             return value_type
         return pa.list_(value_type, int(np.prod(self.shape)))
+
+    def element_type(self) -> pa.DataType:
+        """The Arrow type of one element of a `list` feature."""
+        value = LIST_ELEMENT_TYPES.get(self.dtype) or pa.from_numpy_dtype(np.dtype(self.dtype))
+        return pa.list_(value, int(np.prod(self.shape))) if self.shape else value
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v is not None and k != "name"}
@@ -82,8 +92,22 @@ def kind_of(name: str) -> FeatureKind:
     return "array"
 
 
+def list_feature(name: str, arrow_type: pa.DataType) -> Feature:
+    """Describe a `list<element>` column (one variable-length list per row)."""
+    element = arrow_type.value_type
+    shape: tuple[int, ...] = ()
+    if pa.types.is_fixed_size_list(element):
+        shape, element = (element.list_size,), element.value_type
+    names = {v: k for k, v in LIST_ELEMENT_TYPES.items()}
+    dtype = names.get(element) or element.to_pandas_dtype().__name__
+    return Feature(name=name, kind="list", dtype=dtype, shape=shape)
+
+
 def array_feature(name: str, values: np.ndarray, names: tuple[str, ...] | None = None) -> Feature:
-    """Describe a `[T, ...]` array column; scalars per step get kind `scalar`."""
+    """Describe a `[T, ...]` array column; scalars per step get kind `scalar`; an Arrow list array
+    (web samples) gets kind `list`."""
+    if isinstance(values, pa.Array):
+        return list_feature(name, values.type)
     if values.dtype.kind in "OUS":
         return Feature(name=name, kind="text", dtype="string", shape=())
     shape = tuple(int(s) for s in values.shape[1:])

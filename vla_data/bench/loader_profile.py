@@ -12,8 +12,9 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
     """Microseconds per sample of each stage over `batches` batches of a robot-only loader.
 
     Samples are built in this process by the same code the workers run; "collate" is the batch
-    assembly, "IPC" what a worker adds to hand the batch over: pickling with the DataLoader's
-    pickler (tensors move to shared memory) and unpickling in the parent."""
+    assembly (in a worker it also allocates the batch in shared memory), "IPC" what handing a
+    worker's batch over costs: pickling its shared-memory tensors with the DataLoader's pickler and
+    unpickling them (here in one process, so without the pipe)."""
     from multiprocessing.reduction import ForkingPickler
 
     import torch.multiprocessing  # noqa: F401  registers the tensor reducers the DataLoader uses
@@ -38,11 +39,22 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
             samples.append(sample)
         batch = collate(samples)
         timer.mark("collate")
+        for tensor in _tensors(batch):
+            tensor.share_memory_()  # where a worker's collate allocates them
+        timer.start()
         pickle.loads(bytes(ForkingPickler.dumps(batch)))
         timer.mark("IPC")
         samples_done += len(samples)
     per_sample = {stage: timer.seconds[stage] / samples_done * 1e6 for stage in STAGES}
     return {"samples": samples_done, "us_per_sample": per_sample, "total_us": sum(per_sample.values())}
+
+
+def _tensors(batch: dict[str, Any]):
+    for value in batch.values():
+        if isinstance(value, dict):
+            yield from _tensors(value)
+        elif hasattr(value, "share_memory_"):
+            yield value
 
 
 def format_profile(profile: dict[str, Any], bound_us: float | None = None) -> str:

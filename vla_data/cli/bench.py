@@ -128,6 +128,22 @@ def bench_tokenizer(mode, chunks, fit_chunks, repeats, fast_plus, golden, as_jso
     click.echo(json.dumps(result, indent=1) if as_json else format_tokenizer_table(result))
 
 
+@bench.command("images")
+@click.option("--frames", type=int, default=64, show_default=True, help="Frames per stored size.")
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_images(frames, repeats, as_json) -> None:
+    """JPEG decoders on the same frames (stored 224x224 and 480x640, resized to 224x224): PIL full
+    and draft decode, simplejpeg, PyTurboJPEG, torchvision.io.decode_jpeg (each if importable):
+    ms per frame and pixel difference from PIL's full decode."""
+    from vla_data.bench.images import bench_images as run
+    from vla_data.bench.images import format_images_table
+
+    result = run(frames=frames, repeats=repeats)
+    click.echo(json.dumps(result, indent=1) if as_json else format_images_table(result))
+
+
 @bench.command("loader")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--horizon", type=int, default=50, show_default=True)

@@ -352,73 +352,111 @@ def convert_lerobot(src, out, action_key, state_key, cameras, drop_cameras, tole
 @convert.command("web")
 @click.argument("src", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--image-field", default="image", show_default=True)
 @click.option(
-    "--prompt-field",
-    default="question",
+    "--format",
+    "web_format",
+    type=click.Choice(["auto", "llava", "hf", "wds", "coco", "refcoco", "jsonl"]),
+    default="auto",
     show_default=True,
-    help="Question/prompt field; empty values get --default-prompt.",
+    help="auto: told from the files when unambiguous.",
 )
-@click.option("--answer-field", default="answer", show_default=True, help="Answer or caption field.")
-@click.option("--kind-field", default=None, help="Field holding caption|vqa|detection per sample.")
+@click.option(
+    "--field",
+    "field_names",
+    multiple=True,
+    metavar="NAME=FIELD",
+    help="Field name of a variant, e.g. --field answer=caption --field conversations=messages "
+    "(names: id image images conversations role text texts question answer kind caption bbox phrase file_name).",
+)
 @click.option(
     "--kind",
-    type=click.Choice(["caption", "vqa", "detection"]),
+    type=click.Choice(["caption", "vqa", "detection", "chat"]),
     default=None,
-    help="Kind of every sample when there is no --kind-field (vqa, with a warning, when neither is given).",
+    help="Kind of every sample; picks the loader's prompt template. Plain rows: vqa (with a warning) "
+    "unless --kind or --kind-field says; conversations: chat.",
 )
-@click.option("--default-prompt", default="caption en", show_default=True)
+@click.option("--image-field", default=None, help="Same as --field image=FIELD.")
+@click.option("--prompt-field", default=None, help='Same as --field question=FIELD ("" for none).')
+@click.option("--answer-field", default=None, help="Same as --field answer=FIELD.")
+@click.option("--kind-field", default=None, help="Field holding caption|vqa|detection|chat per sample.")
 @click.option(
     "--image-root",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="Folder that image paths are relative to (default: next to SRC).",
+    help="Folder that image paths are relative to (default: next to SRC; COCO: ../<split>/).",
 )
 @click.option("--split", default="train", show_default=True, help="Split of a saved DatasetDict.")
+@click.option(
+    "--bbox-format",
+    type=click.Choice(["xywh", "xyxy"]),
+    default="xywh",
+    show_default=True,
+    help="RefCOCO boxes: COCO's [x, y, w, h] or [x0, y0, x1, y1], in pixels.",
+)
+@click.option(
+    "--group-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Samples per stored group (memory holds one group per worker).",
+)
 @conversion_options
 @friendly_errors
 @explain_interrupt("out")
 def convert_web(
     src,
     out,
+    web_format,
+    field_names,
+    kind,
     image_field,
     prompt_field,
     answer_field,
     kind_field,
-    kind,
-    default_prompt,
     image_root,
     split,
+    bbox_format,
+    group_size,
     **kw,
 ) -> None:
-    """Convert web vision-language samples (image + prompt + answer) for co-training.
+    """Convert web vision-language data for co-training: LLaVA/ShareGPT conversations, Hugging Face
+    parquet or save_to_disk datasets (LLaVA-OneVision, the_cauldron, plain rows), WebDataset tars,
+    COCO instances and RefCOCO-style boxes, JSON Lines rows.
 
-    SRC: a Hugging Face `datasets` dataset saved with save_to_disk, or a .parquet / .jsonl file
-    (or a folder of them) whose image field holds bytes, {bytes, path}, or a path.
+    Turns, images (JPEG/PNG bytes copied unchanged) and boxes (pixels) are stored as they are;
+    prompt templates and <loc> tokens are applied by the loader. With --on-error skip a bad sample
+    is left out and listed by id in manifest.json 'skipped'.
 
     \b
-    Example:
-      vla-data convert web captions.jsonl web_out/ --prompt-field "" --answer-field caption --kind caption
+    Examples:
+      vla-data convert web llava_instruct_150k.json web/ --image-root coco/train2017
+      vla-data convert web the_cauldron/vqav2/ web/
+      vla-data convert web annotations/instances_val2017.json web/ --on-error skip
+      vla-data convert web captions.jsonl web/ --prompt-field "" --answer-field caption --kind caption
     """
     from vla_data.sources.web import WebSource
 
-    if kind is None and kind_field is None:
-        kind = "vqa"
+    source = WebSource(
+        path=src,
+        format=web_format,
+        fields=parse_mapping(field_names, None),
+        kind=kind,
+        image_root=image_root,
+        split=split,
+        bbox_format=bbox_format,
+        group_size=group_size,
+        image_field=image_field,
+        prompt_field="question" if prompt_field is None else prompt_field,
+        answer_field=answer_field,
+        kind_field=kind_field,
+    )
+    if source.format == "jsonl" and kind is None and "kind" not in source.fields:
         click.echo(
             "warning: assuming --kind vqa for every sample; give --kind-field (e.g. --kind-field kind) "
             "or --kind caption|vqa|detection",
             err=True,
         )
-    source = WebSource(
-        path=src,
-        image_field=image_field,
-        prompt_field=prompt_field or None,
-        answer_field=answer_field,
-        kind_field=kind_field,
-        kind=kind or "vqa",  # unused when each row names its kind
-        default_prompt=default_prompt,
-        image_root=image_root,
-        split=split,
-    )
-    run_convert(source, out, build_options(kw))
+    manifest = run_convert(source, out, build_options(kw))
     click.echo(describe_dataset(out))
+    if manifest.skipped:
+        click.echo(f"{len(manifest.skipped)} samples skipped (see manifest.json 'skipped')", err=True)

@@ -21,6 +21,7 @@ from vla_data.tokenizers.prompt import PromptBuilder
 from vla_data.tokenizers.text import ByteTokenizer, HFTokenizer
 
 from .attention import ki_attention_mask
+from .check import announce_cameras, check_cached_lengths
 from .collate import Collate
 from .config import LoaderConfig, SourceConfig
 from .config_check import ConfigError
@@ -73,6 +74,7 @@ def build_sources(config: LoaderConfig) -> tuple[list[RobotDataset | WebDataset]
         if source.kind == "robot":
             sources.append(SourceRobotDataset(source, i, config, fast, prompt))
             check_dims(sources[-1], i, config.action_dim)
+            announce_cameras(sources[-1], i, explicit=source.cameras is not None)
         else:
             sources.append(WebDataset(source.paths, config, prompt))
             if source.max_episodes is not None:  # a web sample is a one-step episode
@@ -98,6 +100,9 @@ class VlaLoader:
     def __init__(self, config: LoaderConfig):
         self.config = config
         self.sources, self.prompt = build_sources(config)
+        for i, source in enumerate(self.sources):  # a too-long sequence fails now, not hours into training
+            if isinstance(source, RobotDataset):
+                check_cached_lengths(source, i, config.max_tokens, config.truncate)
         sizes = tuple(len(s) for s in self.sources)
         weights = tuple(s.weight for s in config.sources)
         self.plan = MixturePlan(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vla_data.errors import VlaDataError
+from vla_data.tokenizers.web_text import DEFAULT_TEMPLATES
 
 from .config_check import ConfigError, check_fields, closest_choice, require_path, resolve_path, unknown_keys
 
@@ -124,6 +125,13 @@ class LoaderConfig:
         use_fast_cache: Use the pre-tokenized FAST ids of `vla-data tokenizer cache` when present.
         bad_images: "fail": an undecodable frame is an error; "mask": a blank frame whose mask is
             False, counted in `batch["images_dropped"]`.
+        web_templates: Prompt template per web sample kind (caption, vqa, detection, chat), applied to
+            the first user turn; PaliGemma's by default (`caption en`, `answer en {question}`,
+            `detect {labels}`, `{question}`).
+        web_resize_mode: "pad" or "crop": how web images, and their boxes with them, reach
+            `image_size` (boxes cropped away are dropped, counted in `batch["boxes_dropped"]`).
+        web_extra_images: "fail": a web sample with more images than `image_slots` is an error;
+            "drop": keep the first ones, counted in `batch["extra_images_dropped"]`.
     """
 
     sources: tuple[SourceConfig, ...]
@@ -157,6 +165,9 @@ class LoaderConfig:
     persistent_workers: bool = False
     use_fast_cache: bool = True
     bad_images: Literal["fail", "mask"] = "fail"
+    web_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    web_resize_mode: Literal["pad", "crop"] = "pad"
+    web_extra_images: Literal["fail", "drop"] = "fail"
 
     def __post_init__(self) -> None:
         if not isinstance(self.sources, (list, tuple)):
@@ -176,6 +187,8 @@ class LoaderConfig:
             ("mode", ("random", "stratified")),
             ("bad_images", ("fail", "mask")),
             ("image_decode", ("full", "draft")),
+            ("web_resize_mode", ("pad", "crop")),
+            ("web_extra_images", ("fail", "drop")),
         ):
             value = getattr(self, name)
             if value not in choices:

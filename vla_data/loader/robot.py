@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from vla_data.errors import VlaDataError
 from vla_data.images import decode_for_size
@@ -20,6 +19,7 @@ from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.tokenizers.prompt import PromptBuilder
 
 from .chunks import chunk_indices, delta_chunk
+from .episode_cache import EpisodeCache, IdLists
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
 FAST_CACHE_DIR = "fast_cache"
@@ -48,8 +48,11 @@ def image_slots(
 
 
 def load_image(data: bytes, size: tuple[int, int], *, draft: bool = False) -> np.ndarray:
-    """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad (openpi's rounding)."""
-    return np.ascontiguousarray(decode_for_size(data, *size, "pad", draft=draft).transpose(2, 0, 1))
+    """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad (openpi's rounding).
+
+    A channels-first view of the decoded `[h, w, 3]` frame: collation copies it into the batch
+    once, rather than once here and again there."""
+    return decode_for_size(data, *size, "pad", draft=draft).transpose(2, 0, 1)
 
 
 def load_stored_image(
@@ -117,13 +120,16 @@ class RobotDataset:
             self.action_norm.append(Normalizer.from_stats(action_stats, config.normalization))
             path = Path(ds.root) / FAST_CACHE_DIR / f"{self.cache_key(len(self.action_norm) - 1)}.arrow"
             self.cache_paths.append(path if config.use_fast_cache and path.exists() else None)
-        self._caches: dict[int, pa.ChunkedArray] = {}
+        self._ids: dict[int, IdLists] = {}
+        self._episodes = EpisodeCache()
+        self._blank = np.zeros((*config.image_size, 3), np.uint8).transpose(2, 0, 1)  # like load_image
+        self._blank.flags.writeable = False
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_caches": {}}
+        return {**self.__dict__, "_ids": {}, "_episodes": EpisodeCache()}
 
     def cache_key(self, d: int) -> str:
         """What determines the FAST ids of a dataset's chunks: tokenizer, horizon, normalization."""
@@ -152,9 +158,24 @@ class RobotDataset:
     def fast_ids(self, d: int, global_row: int, chunk: np.ndarray) -> np.ndarray:
         if self.cache_paths[d] is None:
             return np.asarray(self.fast.encode(chunk[None], on_error="clip")[0], np.int64)
-        if d not in self._caches:
-            self._caches[d] = open_arrow_file(self.cache_paths[d]).column("ids")
-        return self._caches[d][global_row].values.to_numpy().astype(np.int64)
+        if d not in self._ids:
+            self._ids[d] = IdLists(open_arrow_file(self.cache_paths[d]).column("ids"))
+        return self._ids[d][global_row]
+
+    def episode_arrays(self, d: int, episode: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """`action` `[T, Da]` and `observation.state` `[T, S]` (or None) of an episode, cached."""
+
+        def load() -> tuple[np.ndarray, np.ndarray | None]:
+            ds = self.datasets[d]
+            table = ds.episode_table(episode).select([c for c in (ACTION, STATE) if c in ds.features])
+            actions = column_to_numpy(table.column(ACTION), ds.features[ACTION]).reshape(table.num_rows, -1)
+            if STATE not in ds.features:
+                return actions, None
+            return actions, column_to_numpy(table.column(STATE), ds.features[STATE]).reshape(
+                table.num_rows, -1
+            )
+
+        return self._episodes.get((d, episode), load)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.sample(index)
@@ -164,13 +185,7 @@ class RobotDataset:
         d, episode, t = self.locate(index)
         ds = self.datasets[d]
         timer.mark("locate")
-        table = ds.episode_table(episode)
-        actions = column_to_numpy(table.column(ACTION), ds.features[ACTION]).reshape(table.num_rows, -1)
-        state = (
-            column_to_numpy(table.column(STATE), ds.features[STATE]).reshape(table.num_rows, -1)
-            if STATE in ds.features
-            else None
-        )
+        actions, state = self.episode_arrays(d, episode)
         timer.mark("read")
         chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([t]))
         chunk, is_pad = chunk[0], is_pad[0]  # [H, Da], [H]
@@ -187,10 +202,10 @@ class RobotDataset:
         tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
         timer.mark("prompt")
         images, masks, dropped = {}, {}, 0
-        h, w = self.config.image_size
+        table = ds.episode_table(episode) if any(self.slots[d].values()) else None
         for slot, feature in self.slots[d].items():
             if feature is None:
-                images[slot], masks[slot] = np.zeros((3, h, w), np.uint8), False
+                images[slot], masks[slot] = self._blank, False
             else:
                 images[slot], masks[slot] = load_stored_image(
                     ds, episode, t, feature, table.column(feature)[t].as_py(), self.config

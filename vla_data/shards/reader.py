@@ -34,7 +34,9 @@ def _check_version(manifest: Manifest, where: str) -> None:
 def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, Feature]) -> dict[str, Any]:
     """Per-dimension statistics of every numeric feature, streaming shard by shard."""
     numeric = [
-        f for f in features.values() if f.kind not in ("image", "text") and np.dtype(f.dtype).kind in "fiub"
+        f
+        for f in features.values()
+        if f.kind not in ("image", "text", "list") and np.dtype(f.dtype).kind in "fiub"
     ]
     running = {f.name: RunningStats() for f in numeric}
     for info in shards:
@@ -172,7 +174,7 @@ class ShardDataset:
         for name in table.column_names:
             feature = self.features.get(name)
             column = table.column(name)
-            if feature is not None and feature.kind in ("image", "text"):
+            if feature is not None and feature.kind in ("image", "text", "list"):
                 out[name] = column.to_pylist()
             elif feature is not None:
                 out[name] = column_to_numpy(column, feature)

@@ -244,6 +244,13 @@ class ShardWriter:
             self.consumed = position + 1
             self._save_journal()
 
+    def skip_samples(self, entries: list[dict[str, Any]], *, position: int) -> None:
+        """Record single samples left out of the episode at `position` (web data: one bad sample
+        never costs its whole group); listed with the episode skips in the manifest."""
+        if position < self.consumed:
+            return
+        self.skipped.extend({**entry, "position": position} for entry in entries)
+
     def _task_index(self, task: str) -> int:
         return self._tasks.index(task)
 
@@ -267,6 +274,9 @@ class ShardWriter:
             if feature.kind == "text":
                 columns[name] = pa.array([str(v) for v in episode.arrays[name]], type=pa.string())
                 continue
+            if feature.kind == "list":  # an Arrow list array built by the reader (web samples)
+                columns[name] = episode.arrays[name].cast(feature.arrow_type())
+                continue
             values = np.ascontiguousarray(episode.arrays[name], dtype=np.dtype(feature.dtype))
             if feature.shape == ():
                 columns[name] = pa.array(values)
@@ -288,6 +298,16 @@ class ShardWriter:
             raise SourceError(f"has {extra} that earlier episodes lack", file=file, episode=ep, key=extra[0])
         for name, values in episode.arrays.items():
             feature = self.features[name]
+            if feature.kind == "list":
+                if not isinstance(values, pa.Array) or not values.type.equals(feature.arrow_type()):
+                    raise SourceError(
+                        f"type {getattr(values, 'type', type(values).__name__)} differs from "
+                        f"{feature.arrow_type()} of earlier episodes",
+                        file=file,
+                        episode=ep,
+                        key=name,
+                    )
+                continue
             if tuple(values.shape[1:]) != feature.shape:
                 raise SourceError(
                     f"per-step shape {tuple(values.shape[1:])} differs from {feature.shape} of earlier episodes",

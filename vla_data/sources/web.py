@@ -1,166 +1,273 @@
-"""Web vision-language samples (caption / VQA / detection): image + prompt + answer.
+"""Web vision-language data (captioning, VQA, conversations, detection) as people have it.
 
-Reads a Hugging Face `datasets` dataset saved with `save_to_disk`, or parquet / jsonl files whose
-image field holds bytes, `{bytes, path}`, or a path relative to `image_root`. Samples are grouped
-into "episodes" of `group_size` rows only to keep the shard index small; they have no order.
+    WebSource("llava_instruct_150k.json", image_root="coco/")        # LLaVA / ShareGPT conversations
+    WebSource("the_cauldron/vqav2/")                                 # HF parquet or save_to_disk
+    WebSource("laion_shards/")                                       # img2dataset WebDataset tars
+    WebSource("annotations/instances_val2017.json", format="coco")   # COCO boxes
+    WebSource("refcoco.jsonl", format="refcoco")                     # a phrase + one box per record
+
+Formats: `llava` (JSON array or JSON Lines of {id, image, conversations}), `hf` (parquet files or a
+`save_to_disk` folder, in the LLaVA-OneVision schema (`image` + `conversations`), the_cauldron
+schema (`images` + `texts`) or plain rows), `wds`, `coco`, `refcoco`, `jsonl` (plain rows:
+image + question + answer). `auto` picks the format from the files when that is unambiguous.
+
+Reading streams: refs are groups of `group_size` samples found by one pass over the metadata
+(or the file), and each group is read by seeking to it, so memory is one group whatever the size
+of the dataset. With `on_error="skip"` a bad sample is left out of its group and listed (source
+file + sample id + reason) in the manifest's `skipped`; its group is kept.
 """
 
 from __future__ import annotations
 
-import io
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from vla_data.episode import Episode
 from vla_data.errors import SourceError
-from vla_data.images import image_format_of
 
-WEB_IMAGE = "image"
-KINDS = ("caption", "vqa", "detection")
-DEFAULT_CAPTION_PROMPT = "caption en"
-Kind = Literal["caption", "vqa", "detection"]
+from . import web_records as records
+from .web_coco import coco_sample, records_coco, scan_coco
+from .web_json import first_record, json_container
+from .web_sample import KINDS, group_episode
+from .web_schemas import WebFields, cauldron, llava, plain, refcoco
+from .web_wds import records_tar, scan_tars, wds_sample
+
+WebFormat = Literal["auto", "llava", "hf", "wds", "coco", "refcoco", "jsonl"]
+FORMATS = ("llava", "hf", "wds", "coco", "refcoco", "jsonl")
+DEFAULT_GROUP = 256
 
 
 @dataclass(frozen=True)
 class WebSource:
     path: str
-    image_field: str = "image"
+    format: WebFormat = "auto"
+    fields: dict[str, str] = field(default_factory=dict)  # WebFields overrides, e.g. {"answer": "caption"}
+    kind: str | None = None  # kind of every plain row (default vqa); chat for conversations
+    image_root: str | None = None  # image paths are relative to this (default: next to SRC)
+    split: str = "train"  # split of a saved DatasetDict
+    bbox_format: Literal["xywh", "xyxy"] = "xywh"  # RefCOCO boxes
+    group_size: int = DEFAULT_GROUP
+    on_error: Literal["fail", "skip"] = "fail"  # set from the conversion options
+    # earlier names of common fields (kept for scripts written against them)
+    image_field: str | None = None
     prompt_field: str | None = "question"
-    answer_field: str = "answer"
+    answer_field: str | None = None
     kind_field: str | None = None
-    kind: Kind = "vqa"
-    default_prompt: str = DEFAULT_CAPTION_PROMPT  # when the prompt field is absent or empty
-    image_root: str | None = None
-    split: str = "train"
-    group_size: int = 1000
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if self.format not in ("auto", *FORMATS):
+            raise ValueError(f"web format must be one of {('auto', *FORMATS)}, got {self.format!r}")
+        if self.kind is not None and self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.bbox_format not in ("xywh", "xyxy"):
+            raise ValueError(f"bbox_format must be xywh or xyxy, got {self.bbox_format!r}")
+        if self.group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {self.group_size}")
+        if not Path(self.path).exists():
+            raise SourceError("no such file or folder", file=self.path)
+        legacy = {"image": self.image_field, "answer": self.answer_field, "kind": self.kind_field}
+        overrides = {k: v for k, v in legacy.items() if v is not None}
+        overrides["question"] = self.prompt_field or ""
+        WebFields.parse({**overrides, **self.fields})  # fail early on unknown names
+        object.__setattr__(self, "fields", {**overrides, **self.fields})
+        if self.format == "auto":
+            object.__setattr__(self, "format", detect_format(Path(self.path)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "plan"}  # workers work out their own plan
+
+    @property
+    def names(self) -> WebFields:
+        return WebFields.parse(self.fields)
+
+    def configure(self, options) -> WebSource:
+        """Adopt the conversion's `on_error`; web images are stored as they are (the loader resizes
+        them together with their boxes), so `--image-size` is refused."""
+        if options.image_size:
+            raise ValueError(
+                "convert web stores images unchanged (boxes refer to them); drop --image-size: the "
+                "loader resizes each image and its boxes to the model size"
+            )
+        return replace(self, on_error=options.on_error)
 
     def describe(self) -> dict[str, Any]:
-        options = {k: v for k, v in vars(self).items() if k != "path"}
+        options = {k: v for k, v in vars(self).items() if k not in ("path", "on_error", "plan")}
         return {"format": "web", "path": self.path, "options": options}
 
-    def _rows(self) -> list[dict[str, Any]]:
+    # -- files and schema --------------------------------------------------------------------------
+    def _files(self, suffixes: tuple[str, ...]) -> list[Path]:
         path = Path(self.path)
-        if not path.exists():
-            raise SourceError("no such file or folder", file=self.path)
-        if path.is_dir() and (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-            import datasets
+        if path.is_file():
+            return [path]
+        files = sorted(p for p in path.rglob("*") if p.suffix in suffixes and p.is_file())
+        if not files:
+            raise SourceError(f"no {'/'.join(suffixes)} files", file=self.path)
+        return files
 
-            loaded = datasets.load_from_disk(str(path))
-            if isinstance(loaded, datasets.DatasetDict):
-                if self.split not in loaded:
-                    raise SourceError(
-                        f"no split {self.split!r}; the dataset has {list(loaded)}", file=self.path
-                    )
-                loaded = loaded[self.split]
+    def _root(self) -> Path:
+        if self.image_root:
+            return Path(self.image_root)
+        path = Path(self.path)
+        return path if path.is_dir() else path.parent
+
+    def _hf_files(self) -> tuple[str, list[Path]]:
+        path = Path(self.path)
+        if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
+            return "arrow", records.saved_dataset_files(path, self.split)
+        return "parquet", self._files((".parquet",))
+
+    def _hf_mapper(self, columns: list[str]):
+        f = self.names
+        if f.conversations in columns:
+            return partial(llava, f=f, root=self._root(), kind=self.kind or "chat")
+        if f.texts in columns and f.images in columns:
+            return partial(cauldron, f=f, root=self._root(), kind=self.kind or "chat")
+        if f.answer in columns:
+            return partial(plain, f=f, root=self._root(), kind=self.kind or "vqa")
+        raise SourceError(
+            f"columns {columns} match no known schema: LLaVA-OneVision ({f.conversations!r}), the_cauldron "
+            f"({f.images!r} + {f.texts!r}) or plain rows ({f.answer!r}); name yours with --field",
+            file=self.path,
+        )
+
+    @cached_property
+    def plan(self):
+        """(scan, records, mapper) for this source's format (worked out once per process)."""
+        f, root, size = self.names, self._root(), self.group_size
+        if self.format == "hf":
+            container, files = self._hf_files()
+            if container == "arrow":
+                import pyarrow as pa
+
+                with pa.memory_map(str(files[0])) as source:
+                    columns = pa.ipc.open_stream(source).schema.names
+                return (
+                    partial(records.scan_arrow, files, size),
+                    records.records_arrow,
+                    self._hf_mapper(columns),
+                )
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(files[0]).names
             return (
-                loaded.cast_column(self.image_field, datasets.Image(decode=False)).to_list()
-                if self.image_field in loaded.column_names
-                else loaded.to_list()
+                partial(records.scan_parquet, files, size),
+                records.records_parquet,
+                self._hf_mapper(columns),
             )
-        files = sorted(path.glob("*.parquet")) + sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-        rows: list[dict[str, Any]] = []
-        for file in files:
-            if file.suffix == ".parquet":
-                import pyarrow.parquet as pq
+        if self.format == "wds":
+            files = self._files((".tar",))
+            return partial(scan_tars, files, size), records_tar, partial(wds_sample, f=f)
+        if self.format == "coco":
+            return (
+                partial(scan_coco, Path(self.path), size),
+                records_coco,
+                partial(coco_sample, root=self._coco_root()),
+            )
+        files = self._files((".json", ".jsonl"))
+        mapper = {
+            "llava": partial(llava, f=f, root=root, kind=self.kind or "chat"),
+            "refcoco": partial(refcoco, f=f, root=root, bbox_format=self.bbox_format),
+            "jsonl": partial(plain, f=f, root=root, kind=self.kind or "vqa"),
+        }[self.format]
+        if all(json_container(str(p)) == "array" for p in files):
+            return partial(records.scan_array, files, size), records.records_array, mapper
+        if any(json_container(str(p)) == "array" for p in files):
+            raise SourceError(
+                "mixes JSON arrays and JSON Lines files; convert them separately", file=self.path
+            )
+        return partial(records.scan_lines, files, size), records.records_lines, mapper
 
-                rows += pq.read_table(file).to_pylist()
-            elif file.suffix in (".jsonl", ".json"):
-                for number, line in enumerate(file.read_text().splitlines(), 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise SourceError(f"line {number} is not JSON ({e})", file=str(file)) from e
-            else:
-                raise SourceError("expected a saved `datasets` folder, .parquet or .jsonl", file=str(file))
-        return rows
+    def _coco_root(self) -> Path:
+        """COCO keeps annotations/instances_train2017.json next to train2017/."""
+        if self.image_root:
+            return Path(self.image_root)
+        path = Path(self.path)
+        split = path.stem.split("_")[-1]
+        for candidate in (path.parent.parent / split, path.parent / split):
+            if candidate.is_dir():
+                return candidate
+        return path.parent
 
+    # -- Source protocol ---------------------------------------------------------------------------
     def episode_refs(self) -> list[dict[str, Any]]:
-        count = len(self._rows())
-        if count == 0:
+        scan, _, _ = self.plan
+        refs = [{**ref, "episode": number} for number, ref in enumerate(scan())]
+        if not refs:
             raise SourceError("no samples found", file=self.path)
-        return [
-            {"file": self.path, "episode": start, "stop": min(start + self.group_size, count)}
-            for start in range(0, count, self.group_size)
-        ]
+        return refs
 
     def read(self, ref: dict[str, Any]) -> Episode:
-        rows = self._rows()[ref["episode"] : ref["stop"]]
-        images, prompts, answers, kinds = [], [], [], []
-        for offset, row in enumerate(rows):
-            number = ref["episode"] + offset
-            for field in (self.image_field, self.answer_field):
-                if row.get(field) is None:
-                    raise SourceError(
-                        f"sample {number} has no {field!r}", file=self.path, episode=ref["episode"], key=field
-                    )
-            kind = row.get(self.kind_field) if self.kind_field else self.kind
-            if kind not in KINDS:
-                raise SourceError(
-                    f"sample {number}: kind {kind!r} is not one of {KINDS}",
-                    file=self.path,
-                    key=self.kind_field,
+        _, read_records, mapper = self.plan
+        id_field = self.names.id
+        samples, skipped = [], []
+        for default_id, record in read_records(ref):
+            sample_id = default_id
+            if isinstance(record, dict):
+                found = next(
+                    (record[k] for k in (id_field, "ref_id") if record.get(k) not in (None, "")), None
                 )
-            prompt = row.get(self.prompt_field) if self.prompt_field else None
-            images.append(self._image_bytes(row[self.image_field], number))
-            prompts.append(str(prompt) if prompt else self.default_prompt)
-            answers.append(str(row[self.answer_field]))
-            kinds.append(kind)
-        episode = Episode(
-            index=0,
-            task="",
-            fps=1.0,
-            arrays={
-                "prompt": np.array(prompts, dtype=object),
-                "answer": np.array(answers, dtype=object),
-                "kind": np.array(kinds, dtype=object),
-            },
-            images={WEB_IMAGE: images},
-            source_ref={"file": self.path, "episode": ref["episode"]},
-        )
-        episode.validate(require_action=False)
-        return episode
-
-    def _image_bytes(self, value: Any, number: int) -> bytes:
-        if isinstance(value, dict):
-            data = value.get("bytes")
-            value = data if data is not None else value.get("path")
-        if isinstance(value, str):
-            path = Path(self.image_root or Path(self.path).parent) / value
-            if not path.exists():
-                raise SourceError(
-                    f"sample {number}: image file {path} is missing", file=self.path, key=self.image_field
-                )
-            value = path.read_bytes()
-        if hasattr(value, "save"):  # a PIL image
-            buffer = io.BytesIO()
-            value.convert("RGB").save(buffer, format="PNG")
-            value = buffer.getvalue()
-        if not isinstance(value, (bytes, bytearray)):
-            raise SourceError(
-                f"sample {number}: unsupported image value {type(value).__name__}",
-                file=self.path,
-                key=self.image_field,
-            )
-        try:
-            image_format_of(bytes(value))
-            return bytes(value)
-        except ValueError:  # WebP, GIF, ...: re-encode once as PNG
-            from vla_data.images import decode_image, encode_image
-
+                sample_id = default_id if found is None else str(found)
             try:
-                return encode_image(decode_image(bytes(value)), "png")
-            except Exception as e:
-                raise SourceError(
-                    f"sample {number}: image bytes cannot be decoded ({e})",
-                    file=self.path,
-                    key=self.image_field,
-                ) from e
+                if isinstance(record, Exception):
+                    raise ValueError(getattr(record, "reason", str(record)))
+                if not isinstance(record, dict):
+                    raise ValueError(f"record is {type(record).__name__}, expected an object")
+                samples.extend(sample.check() for sample in mapper(record, sample_id))
+            except (ValueError, KeyError, TypeError, AttributeError, SourceError) as e:
+                reason = getattr(e, "reason", None) or (
+                    str(e) if type(e) is ValueError else f"malformed record ({type(e).__name__}: {e})"
+                )
+                if self.on_error == "fail":
+                    raise SourceError(
+                        f"sample {sample_id}: {reason} (--on-error skip leaves out bad samples)",
+                        file=ref["file"],
+                    ) from e
+                skipped.append({"source_ref": {"file": ref["file"], "sample": sample_id}, "reason": reason})
+        return group_episode(samples, {"file": ref["file"], "episode": ref["episode"]}, skipped)
+
+
+def detect_format(path: Path) -> str:
+    """The web format of `path` when the files say it unambiguously; otherwise a clear error."""
+
+    def fail(why: str) -> SourceError:
+        return SourceError(f"{why}; pass --format one of {', '.join(FORMATS)}", file=str(path))
+
+    if path.is_dir():
+        if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
+            return "hf"
+        suffixes = {p.suffix for p in path.rglob("*") if p.is_file()}
+        found = [s for s in (".parquet", ".tar", ".json", ".jsonl") if s in suffixes]
+        if found in ([".parquet"], [".tar"]):
+            return {".parquet": "hf", ".tar": "wds"}[found[0]]
+        if not found:
+            raise fail("no .parquet, .tar, .json or .jsonl files")
+        if found not in ([".json"], [".jsonl"], [".json", ".jsonl"]):
+            raise fail(f"holds several kinds of files ({found})")
+        path = next(p for p in sorted(path.rglob("*")) if p.suffix in (".json", ".jsonl"))
+    if path.suffix == ".parquet":
+        return "hf"
+    if path.suffix == ".tar":
+        return "wds"
+    if path.suffix not in (".json", ".jsonl"):
+        raise fail(f"unknown file type {path.suffix!r}")
+    if json_container(str(path)) == "object":
+        with open(path, "rb") as f:
+            head = f.read(1 << 16).decode("utf-8", errors="replace")
+        if '"images"' in head or '"annotations"' in head or '"info"' in head:
+            return "coco"
+        raise fail("a single JSON object that does not look like a COCO instances file")
+    record = first_record(str(path))
+    if not isinstance(record, dict):
+        raise fail("the first record is not a JSON object")
+    if "conversations" in record:
+        return "llava"
+    if "bbox" in record and any(
+        k in record for k in ("sentences", "sentence", "phrase", "expression", "ref_id")
+    ):
+        return "refcoco"
+    if "answer" in record:
+        return "jsonl"
+    hint = " (captions: --format jsonl --field answer=caption --kind caption)" if "caption" in record else ""
+    raise fail(f"cannot tell the layout from its fields {sorted(record)[:8]}{hint}")

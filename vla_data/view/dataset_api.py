@@ -62,7 +62,7 @@ def numeric_features(ds: ShardDataset) -> list[Feature]:
     return [
         f
         for f in ds.features.values()
-        if f.kind not in ("image", "text") and np.dtype(f.dtype).kind in "fiub"
+        if f.kind not in ("image", "text", "list") and np.dtype(f.dtype).kind in "fiub"
     ]
 
 
@@ -89,7 +89,10 @@ def summary(ds: ShardDataset) -> dict[str, Any]:
         "episodes": m.num_episodes,
         "frames": m.num_frames,
         "features": {
-            name: {**f.to_json(), "dim_names": dim_names(f) if f.kind not in ("image", "text") else None}
+            name: {
+                **f.to_json(),
+                "dim_names": dim_names(f) if f.kind not in ("image", "text", "list") else None,
+            }
             for name, f in m.features.items()
         },
         "cameras": cameras(ds),

@@ -7,25 +7,21 @@ stored image + label). `web_record` is the one place that knows how web samples 
 from __future__ import annotations
 
 import io
-import re
 from typing import Any
 
 import pyarrow as pa
 from PIL import Image
 
 from vla_data.shards import ShardDataset
+from vla_data.sources.web_sample import WEB_FEATURES, web_sample_from_table
 
 from .dataset_api import EpisodeTables, NotFound, mime_type
 
 SAMPLES_PER_PAGE = 24
-WEB_IMAGE = "observation.images.image"
-# PaliGemma detection answers: <locY1><locX1><locY2><locX2> label, objects separated by " ; "
-LOC_BOX = re.compile(r"<loc(\d{4})><loc(\d{4})><loc(\d{4})><loc(\d{4})>\s*([^;<]*)")
-LOC_BINS = 1024
 
 
 def is_web(ds: ShardDataset) -> bool:
-    return "answer" in ds.features and WEB_IMAGE in ds.features
+    return all(name in ds.features for name in WEB_FEATURES)
 
 
 def locate_sample(ds: ShardDataset, index: int) -> tuple[int, int]:
@@ -41,28 +37,16 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 
 def web_record(table: pa.Table, row: int) -> dict[str, Any]:
-    """Turns, encoded images and boxes (pixels) of the sample at `row` of its episode table."""
-    prompt = table.column("prompt")[row].as_py() if "prompt" in table.column_names else ""
-    answer = table.column("answer")[row].as_py()
-    kind = table.column("kind")[row].as_py() if "kind" in table.column_names else None
-    images = [table.column(WEB_IMAGE)[row].as_py()]
-    boxes = []
-    if LOC_BOX.search(answer):
-        width, height = image_size(images[0])
-        for match in LOC_BOX.finditer(answer):
-            y0, x0, y1, x1 = (int(v) / LOC_BINS for v in match.groups()[:4])
-            boxes.append(
-                {
-                    "image": 0,
-                    "box": [x0 * width, y0 * height, x1 * width, y1 * height],  # x_min, y_min, x_max, y_max
-                    "label": match.group(5).strip(),
-                }
-            )
+    """Turns, encoded images and boxes (pixels of their stored image) of the sample at `row`."""
+    sample = web_sample_from_table(table, row)
     return {
-        "kind": kind,
-        "turns": [{"role": "user", "text": prompt}, {"role": "assistant", "text": answer}],
-        "images": images,
-        "boxes": boxes,
+        "kind": sample.kind,
+        "turns": [{"role": role, "text": text} for role, text in sample.turns],
+        "images": sample.images,
+        "boxes": [  # x_min, y_min, x_max, y_max
+            {"image": image, "box": list(box), "label": label}
+            for box, label, image in zip(sample.boxes, sample.box_labels, sample.box_image, strict=True)
+        ],
     }
 
 
