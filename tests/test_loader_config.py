@@ -266,3 +266,14 @@ def test_per_source_setting_errors(data, source, message):
     path = write(data / "per_source.json", raw_config(sources=[source]))
     with pytest.raises(VlaDataError, match=re.escape(f"{path}: {message}")):
         make_loader(path)
+
+
+def test_the_readme_mixture_example_is_a_valid_config():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Configuring a mixture", 1)[1]
+    example = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    config = LoaderConfig.from_dict(example)
+    assert [s.kind for s in config.sources] == ["robot", "robot", "web"]
+    assert config.sources[0].horizon_seconds == 1.0 and config.sources[1].task == "{task}, widowx"

@@ -24,7 +24,7 @@ from vla_data.shards import ShardDataset
 from vla_data.sources.web_sample import read_web_sample
 from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.view import ViewApp, ViewServer, export_site
-from vla_data.view.batch_api import MASK_COLOURS
+from vla_data.view.batch_api import CONTRACT_KEYS, MASK_COLOURS
 from vla_data.view.dataset_api import episode_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +76,14 @@ def test_dataset_summary_and_histograms(server, demo):
     summary = get_json(server, "api/d/0/summary")
     m = ds.manifest
     assert (summary["episodes"], summary["frames"], summary["fps"]) == (m.num_episodes, m.num_frames, m.fps)
-    assert summary["tasks"] == m.tasks and summary["skipped"] == m.skipped
+    assert summary["tasks"]["items"] == m.tasks and summary["skipped"]["items"] == m.skipped
     assert summary["features"].keys() == m.features.keys()
     assert summary["cameras"] == [n for n, f in m.features.items() if f.kind == "image"]
-    assert [s["sha256"] for s in summary["shards"]] == [s.sha256 for s in m.shards]
+    assert [s["sha256"] for s in summary["shards"]["items"]] == [s.sha256 for s in m.shards]
+    assert summary["shards"]["total"] == len(m.shards) and summary["bytes"] == sum(s.bytes for s in m.shards)
+    assert get_json(server, "api/d/0/list/tasks/0") == summary["tasks"]
+    status, _, body = get(server, "api/d/0/list/shards/1")
+    assert status == 404 and "pages 0..0" in json.loads(body)["error"]
     assert np.allclose(summary["stats"]["action"]["q99"], m.stats["action"]["q99"], atol=1e-6)
 
     hist = get_json(server, "api/d/0/histograms")
@@ -95,7 +99,7 @@ def test_dataset_summary_and_histograms(server, demo):
 
 def test_episode_pages(server, demo):
     ds = ShardDataset(demo["dataset"])
-    page = get_json(server, "api/d/0/episodes/0")
+    page = get_json(server, "api/d/0/episodes/0")  # the route is a page of `episode_page`
     assert page["total"] == ds.num_episodes and len(page["episodes"]) == ds.num_episodes
     assert [e["length"] for e in page["episodes"]] == ds.episode_length.tolist()
     assert page["episodes"][2]["source"] == ds.source_ref(2)
@@ -213,6 +217,8 @@ def test_loader_batch_is_the_training_batch(server, demo):
             assert sample["tokens"][key] == expected[name][b][real].int().tolist()
         assert sample["source"]["index"] == int(expected["source"][b])
         assert sample["has_actions"] == bool(expected["has_actions"][b])
+        counters = {k: v[b].item() for k, v in expected.items() if k not in CONTRACT_KEYS}
+        assert sample["counters"] == counters
         assert sample["actions"]["is_pad"] == expected["action_is_pad"][b].int().tolist()
         dims = expected["action_dim_mask"][b].numpy()
         assert np.allclose(sample["actions"]["values"], expected["actions"][b].numpy()[:, dims], atol=1e-6)
@@ -252,6 +258,21 @@ def test_errors_name_the_fix(server, demo, tmp_path):
         assert status == 404 and "--tokenizer" in json.loads(body)["error"]
     with pytest.raises(FileNotFoundError, match="no such dataset or loader config"):
         ViewApp(tmp_path / "missing")
+
+
+def test_dataset_behind_a_uri(demo):
+    """A file:// URI is read through its pyarrow filesystem, one episode per ranged read."""
+    ds = ShardDataset(demo["dataset"])
+    uri = Path(demo["dataset"]).resolve().as_uri()
+    with ViewServer(ViewApp(uri), port=0) as s:
+        assert get_json(s, "api/d/0/summary")["path"] == uri
+        episode = get_json(s, "api/d/0/episode/3")
+        assert np.allclose(
+            episode["series"]["action"]["values"], ds.episode(3, ["action"])["action"], atol=1e-6
+        )
+        camera = episode["cameras"][0]["name"]
+        for t in (0, 1, 9):
+            assert get(s, f"api/d/0/frame/3/{camera}/{t}.jpg")[2] == ds.episode(3, [camera])[camera][t]
 
 
 def test_static_export(demo, tmp_path):

@@ -4,6 +4,7 @@ Routes are paths, so the same tree serves from the HTTP server and as files of a
 
     api/index                                 datasets, loader, tokenizer
     api/d/K/summary | histograms              dataset K: manifest view, value histograms
+    api/d/K/list/tasks|shards|skipped/P       more of the manifest's lists
     api/d/K/episodes/P | episode/E | fast/E   episode index page P, episode E's numbers, FAST overlay
     api/d/K/frame/E/CAMERA/T.jpg              one stored frame, bytes as in the shard
     api/d/K/samples/P | sample/I | image/I/J.png   web samples
@@ -121,6 +122,8 @@ class ViewApp:
             )
         if view == "histograms" and not args:
             return Response.json(dataset_api.histograms(ds))
+        if view == "list" and len(args) == 2:
+            return Response.json(dataset_api.listing(ds, args[0], _number(args[1])))
         if view == "episodes" and len(args) == 1:
             return Response.json(dataset_api.episode_page(ds, _number(args[0])))
         if view == "episode" and len(args) == 1:

@@ -24,6 +24,23 @@ from vla_data.loader import LoaderConfig, ki_attention_mask, make_loader
 from .dataset_api import NotFound, floats
 
 BATCH_CACHE = 4
+# Keys of the batch contract (DESIGN section 7); any other per-sample tensor of a batch is a counter
+# (truncated, images_dropped, boxes_dropped, ...) shown with its sample.
+CONTRACT_KEYS = {
+    "images",
+    "image_masks",
+    "tokens",
+    "token_mask",
+    "token_ar_mask",
+    "token_loss_mask",
+    "fast_token_mask",
+    "state",
+    "actions",
+    "action_is_pad",
+    "action_dim_mask",
+    "has_actions",
+    "source",
+}
 # Colours of the attention-mask image, by the query's role (RGB).
 MASK_COLOURS = {
     "prefix": (59, 110, 200),
@@ -160,7 +177,13 @@ class BatchView:
                         "prefix": "".join(p for p, a in zip(pieces, ar, strict=True) if not a),
                         "postfix": "".join(p for p, a in zip(pieces, ar, strict=True) if a),
                     },
-                    "truncated": bool(t["truncated"][b]) if "truncated" in t else False,
+                    "counters": {
+                        key: value[b].item()
+                        for key, value in t.items()
+                        if key not in CONTRACT_KEYS
+                        and isinstance(value, torch.Tensor)
+                        and value.shape == (B,)
+                    },
                     "mask": {"url": f"api/batch/{n}/mask/{b}.png", "L": L, "H": H},
                     "actions": {
                         "values": floats(t["actions"][b].numpy()[:, dims]),
@@ -181,7 +204,6 @@ class BatchView:
             "horizon": H,
             "image_size": list(self.config.image_size),
             "slots": slots,
-            "images_dropped": t["images_dropped"].tolist() if "images_dropped" in t else None,
             "mask_colours": {k: "rgb({},{},{})".format(*v) for k, v in MASK_COLOURS.items()},
             "samples": samples,
         }

@@ -22,6 +22,9 @@ EPISODES_PER_PAGE = 50
 HISTOGRAM_BINS = 30
 HISTOGRAM_EPISODES = 64  # histograms come from at most this many evenly spaced episodes
 FLOAT_DIGITS = 6
+LIST_PAGE = 200  # tasks, shards and skipped episodes per page
+LISTS = ("tasks", "shards", "skipped")
+CURVE_KINDS = ("action", "state", "scalar", "array")
 
 
 class EpisodeTables:
@@ -58,12 +61,8 @@ def floats(values: np.ndarray) -> list:
 
 
 def numeric_features(ds: ShardDataset) -> list[Feature]:
-    """Features plotted as curves: numbers per step (not images or text)."""
-    return [
-        f
-        for f in ds.features.values()
-        if f.kind not in ("image", "text", "list") and np.dtype(f.dtype).kind in "fiub"
-    ]
+    """Features plotted as curves: fixed-size numbers per step (not images, text or lists)."""
+    return [f for f in ds.features.values() if f.kind in CURVE_KINDS and np.dtype(f.dtype).kind in "fiub"]
 
 
 def cameras(ds: ShardDataset) -> list[str]:
@@ -84,26 +83,50 @@ def summary(ds: ShardDataset) -> dict[str, Any]:
         "path": ds.uri or str(ds.root),
         "format_version": m.format_version,
         "created_by": m.created_by,
-        "source": m.source,
+        "source": shorten(m.source),
         "fps": m.fps,
         "episodes": m.num_episodes,
         "frames": m.num_frames,
         "features": {
-            name: {
-                **f.to_json(),
-                "dim_names": dim_names(f) if f.kind not in ("image", "text", "list") else None,
-            }
+            name: {**f.to_json(), "dim_names": dim_names(f) if f.kind in CURVE_KINDS else None}
             for name, f in m.features.items()
         },
         "cameras": cameras(ds),
-        "tasks": m.tasks,
-        "shards": [vars(s) for s in m.shards],
+        "bytes": sum(s.bytes for s in m.shards),
+        **{name: listing(ds, name, 0) for name in LISTS},
         "stats": {
             name: {key: floats(value) if isinstance(value, list) else value for key, value in stats.items()}
             for name, stats in m.stats.items()
         },
-        "skipped": m.skipped,
         "episodes_per_page": EPISODES_PER_PAGE,
+    }
+
+
+def shorten(value: Any, items: int = 20) -> Any:
+    """`value` with long lists cut to their first `items` (a source may list thousands of files)."""
+    if isinstance(value, dict):
+        return {k: shorten(v, items) for k, v in value.items()}
+    if isinstance(value, list) and len(value) > items:
+        return [shorten(v, items) for v in value[:items]] + [f"... {len(value) - items} more"]
+    return value
+
+
+def listing(ds: ShardDataset, name: str, page: int, size: int = LIST_PAGE) -> dict[str, Any]:
+    """One page of the manifest's tasks, shards or skipped episodes (a dataset may have 100k tasks)."""
+    if name not in LISTS:
+        raise NotFound(f"no list {name!r}; lists: {list(LISTS)}")
+    m = ds.manifest
+    items = {"tasks": m.tasks, "shards": m.shards, "skipped": m.skipped}[name]
+    pages = max(1, -(-len(items) // size))
+    if not 0 <= page < pages:
+        raise NotFound(f"{ds.uri or ds.root}: no {name} page {page}; it has pages 0..{pages - 1}")
+    chunk = items[page * size : (page + 1) * size]
+    return {
+        "page": page,
+        "pages": pages,
+        "total": len(items),
+        "start": page * size,
+        "items": [vars(s) for s in chunk] if name == "shards" else list(chunk),
     }
 
 

@@ -184,10 +184,9 @@ async function overview(m) {
 async function datasetPage(m, k, page) {
   crumbs(m, [`dataset ${k}`, null]);
   const s = await VLA.api(`api/d/${k}/summary`);
-  const bytes = s.shards.reduce((a, x) => a + x.bytes, 0);
   put(clear(m), el("h1", { text: s.path }),
     el("p", { class: "muted" }, `${s.kind} dataset · ${s.episodes} episodes · ${s.frames} frames · ${s.fps} fps · `
-      + `${s.shards.length} shards (${(bytes / 1e6).toFixed(1)} MB) · from ${s.source.format || "?"} · ${s.created_by}`));
+      + `${s.shards.total} shards (${(s.bytes / 1e6).toFixed(1)} MB) · from ${s.source.format || "?"} · ${s.created_by}`));
 
   put(m, el("h2", { text: "Features" }), el("table", { id: "features" },
     el("tr", {}, ["name", "kind", "dtype", "shape", "details"].map((h) => el("th", { text: h }))),
@@ -197,34 +196,41 @@ async function datasetPage(m, k, page) {
         + (f.original_height ? ` (source ${f.original_height}x${f.original_width})` : "")
         : (f.names ? f.names.join(", ") : "") })))));
 
-  put(m, el("h2", { text: `Tasks (${s.tasks.length})` }),
-    el("ol", { start: 0 }, s.tasks.slice(0, 50).map((t) => el("li", { text: t }))),
-    s.tasks.length > 50 ? el("p", { class: "muted", text: `… ${s.tasks.length - 50} more` }) : null);
-
-  if (s.skipped.length) {
-    put(m, el("h2", { text: `Skipped episodes (${s.skipped.length})` }), el("table", {},
-      el("tr", {}, el("th", { text: "source" }), el("th", { text: "reason" })),
-      s.skipped.map((x) => el("tr", {}, el("td", { text: JSON.stringify(x.source_ref || x.source || "") }), el("td", { text: x.reason })))));
+  put(m, el("h2", { text: `Tasks (${s.tasks.total})` }),
+    pagedList(k, "tasks", s.tasks, ["#", "task"], (t, i) => [el("td", { class: "num", text: i }), el("td", { text: t })]));
+  if (s.skipped.total) {
+    put(m, el("h2", { text: `Skipped episodes (${s.skipped.total})` }),
+      pagedList(k, "skipped", s.skipped, ["source", "reason"], (x) => [
+        el("td", { class: "muted", text: JSON.stringify(x.source_ref) }), el("td", { text: x.reason })]));
   }
-
   const episodes = el("div", { id: "episodes" });
   put(m, el("h2", { text: s.kind === "web" ? "Samples" : "Episodes" }), episodes);
   const stats = el("div", { id: "stats" });
   put(m, el("h2", { text: "Statistics" }), stats);
-  put(m, el("h2", { text: "Shards" }), el("table", {},
-    el("tr", {}, ["file", "rows", "episodes", "MB", "sha256"].map((h) => el("th", { text: h }))),
-    s.shards.slice(0, 200).map((x) => el("tr", {}, el("td", { text: x.file }), el("td", { class: "num", text: x.rows }),
-      el("td", { class: "num", text: x.episodes }), el("td", { class: "num", text: (x.bytes / 1e6).toFixed(2) }),
-      el("td", { class: "muted", text: x.sha256.slice(0, 16) + "…" })))));
+  put(m, el("h2", { text: "Shards" }), pagedList(k, "shards", s.shards, ["file", "rows", "episodes", "MB", "sha256"], (x) => [
+    el("td", { text: x.file }), el("td", { class: "num", text: x.rows }), el("td", { class: "num", text: x.episodes }),
+    el("td", { class: "num", text: (x.bytes / 1e6).toFixed(2) }), el("td", { class: "muted", text: x.sha256.slice(0, 16) + "…" })]));
 
   if (s.kind === "web") await samplesGrid(k, page, episodes);
   else await episodeList(k, page, episodes);
   await statsTables(k, s, stats);
 }
 
+// A manifest list (tasks, shards, skipped) a page at a time; `first` is page 0 from the summary.
+function pagedList(k, name, first, headers, cells) {
+  const holder = el("div", { class: "list", "data-list": name });
+  const show = (p) => put(clear(holder), pager(p, (q) => VLA.api(`api/d/${k}/list/${name}/${q}`).then(show), true),
+    el("table", {}, el("tr", {}, headers.map((h) => el("th", { text: h }))),
+      p.items.map((item, i) => el("tr", {}, cells(item, p.start + i)))));
+  show(first);
+  return holder;
+}
+
 async function episodeList(k, page, holder) {
   const p = await VLA.api(`api/d/${k}/episodes/${page}`);
-  put(clear(holder), pager(p, (q) => `#/d/${k}/p/${q}`), el("table", {},
+  const only = VLA.isStatic ? INDEX.static.episodes[k] || [] : null;
+  put(clear(holder), only ? el("p", {}, "In this export: ", only.map((e) => el("a", { href: `#/d/${k}/episode/${e}`, text: `episode ${e} ` }))) : null,
+    pager(p, (q) => `#/d/${k}/p/${q}`), el("table", {},
     el("tr", {}, ["episode", "length", "task", "shard", "source"].map((h) => el("th", { text: h }))),
     p.episodes.map((e) => el("tr", {},
       el("td", {}, link(`#/d/${k}/episode/${e.index}`, `episode ${e.index}`, exported("episodes", k, e.index))),
@@ -241,11 +247,13 @@ async function samplesGrid(k, page, holder) {
       el("div", { text: (x.turns.find((t) => t.role === "assistant") || { text: "" }).text.slice(0, 80) }))))));
 }
 
-function pager(p, href) {
-  const go = (q) => () => { location.hash = href(q); };
-  const exportedPage = (q) => !VLA.isStatic || q === 0 || q === p.page;
+// Previous/next page buttons; `target(q)` is a hash to go to, or (inPlace) a function to call.
+// A static export holds page 0 of each list only.
+function pager(p, target, inPlace = false) {
+  if (p.pages <= 1) return el("div", { class: "muted", text: `${p.total} in all` });
+  const go = (q) => () => { if (inPlace) target(q); else location.hash = target(q); };
   return el("div", { class: "pager" },
-    el("button", { onclick: go(p.page - 1), disabled: p.page === 0 || !exportedPage(p.page - 1), text: "← previous" }),
+    el("button", { onclick: go(p.page - 1), disabled: p.page === 0 || VLA.isStatic, text: "← previous" }),
     el("span", { text: `page ${p.page + 1} of ${p.pages} (${p.total} in all)` }),
     el("button", { onclick: go(p.page + 1), disabled: p.page + 1 >= p.pages || VLA.isStatic, text: "next →" }));
 }
@@ -261,14 +269,15 @@ async function statsTables(k, s, holder) {
     const cols = ["mean", "std", "min", "q01", "q50", "q99", "max"].filter((c) => st[c]);
     const hists = [];
     tables[name] = hists;
-    put(holder, el("h3", {}, `${name} `, el("span", { class: "muted", text: `${st.count} frames` })),
+    put(holder, el("details", { open: names.indexOf(name) < 2 },
+      el("summary", {}, el("b", { text: name }), el("span", { class: "muted", text: ` ${dims} dims, ${st.count} frames` })),
       el("table", { class: "stats", "data-feature": name },
         el("tr", {}, el("th", { text: "dim" }), cols.map((c) => el("th", { text: c })), el("th", { text: "histogram" })),
         Array.from({ length: dims }, (_, d) => {
           const cell = el("td", { class: "hist-cell" });
           hists.push(cell);
           return el("tr", {}, el("td", { text: dimNames[d] ?? d }), cols.map((c) => el("td", { class: "num", text: fmt(st[c][d]) })), cell);
-        })));
+        }))));
   }
   try {
     const h = await VLA.api(`api/d/${k}/histograms`);
@@ -445,7 +454,8 @@ function sampleDetail(batch, s) {
   const L = s.mask.L, H = s.mask.H;
   const maskLegend = Object.entries(batch.mask_colours).map(([r, c]) => el("span", { class: "key", style: `background:${c};color:${r === "blocked" || r === "padding" ? "#333" : "#fff"}`, text: r }));
   const detail = el("div", { id: "sample-detail", "data-b": s.b },
-    el("h2", { text: `Sample ${s.b}: ${s.source.kind} · ${s.has_actions ? "has actions" : "no actions"}${s.truncated ? " · TRUNCATED" : ""}` }),
+    el("h2", { text: `Sample ${s.b}: ${s.source.kind} · ${s.has_actions ? "has actions" : "no actions"}` }),
+    Object.keys(s.counters).length ? el("p", { class: "counters", text: Object.entries(s.counters).map(([key, v]) => `${key} ${v}`).join(" · ") }) : null,
     el("h3", { text: "Images (after resize-with-pad) and masks" }),
     el("div", { class: "row", id: "slots" }, s.images.map((im) => el("figure", {},
       el("img", { class: `slot ${im.mask ? "" : "masked"}`, src: im.url, width: batch.image_size[1], height: batch.image_size[0], "data-slot": im.slot, "data-mask": im.mask ? "1" : "0" }),
