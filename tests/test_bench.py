@@ -63,6 +63,16 @@ def test_bench_convert_small(tmp_path):
     assert result["convert"]["stream --workers 1"]["peak_rss_main_mb"] > 0
 
 
+def test_loader_worker_rss_is_measured_as_one_pass_touches_more_data(tmp_path):
+    from vla_data.bench.loader import worker_rss_over_data
+
+    result = worker_rss_over_data(tmp_path, batch_size=4, horizon=5, rss_batches=100)
+    assert result["dataset_steps"] == 400  # exactly the batches drawn: the last point has seen every step
+    assert [p["steps_touched"] for p in result["points"]] == [0.01, 0.1, 0.5, 1.0]
+    for point in result["points"]:
+        assert len(point["workers"]) == 2 and all(0 < w["anon"] <= w["rss"] for w in point["workers"])
+
+
 def test_bench_images_reports_every_decoder_against_pil():
     result = json.loads(run("bench", "images", "--frames", "4", "--repeats", "1", "--json"))
     by_name = {(r["stored"], r["decoder"]): r for r in result["rows"]}

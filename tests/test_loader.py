@@ -411,3 +411,56 @@ def test_tail_mapping_keeps_clear_of_location_tokens(tmp_path):
         PromptBuilder(text, fast_vocab_size=1024, mapping="tail", skip=128)
     builder = PromptBuilder(text, fast_vocab_size=1024, mapping="tail", skip=1152)
     assert builder.fast_to_text_ids(np.array([0])).tolist() == [len(words) - 1 - 1152]
+
+
+def test_shard_block_loader_windows_shards_and_resumes_exactly(data, demo_hdf5, tmp_path):
+    from vla_data.convert import ConvertOptions
+    from vla_data.loader import shard_blocks
+
+    convert(
+        HDF5Source.from_paths(demo_hdf5, layout="aloha"), tmp_path / "robot", ConvertOptions(shard_bytes=1)
+    )
+    config = make_config(
+        data,
+        sources=(SourceConfig("robot", (str(tmp_path / "robot"),)),),
+        shuffle="shard_block",
+        shuffle_window=1,
+        samples_per_epoch=8 * 5,
+    )
+    loader = make_loader(config)
+    assert shard_blocks(loader.sources[0]) == (0, 40, 80, 120)  # one episode per shard
+    shards = [{i // 40 for _, i in loader.plan.batch(0, b)} for b in range(5)]
+    assert all(len(s) == 1 for s in shards) and len(set.union(*shards)) == 1  # 40 samples = 5 batches
+    stream = first_batches(loader, 5)
+    two_workers = first_batches(make_loader(dataclasses.replace(config, num_workers=2)), 5)
+    for x, y in zip(stream, two_workers, strict=True):
+        assert_batches_equal(x, y)
+    resumed = make_loader(config)
+    resumed.load_state_dict({**loader.state_dict(), "epoch": 0, "batch": 3})
+    for x, y in zip(stream[3:], first_batches(resumed, 2), strict=True):
+        assert_batches_equal(x, y)
+    with pytest.raises(VlaDataError, match="shuffle"):
+        make_loader(dataclasses.replace(config, shuffle="random")).load_state_dict(loader.state_dict())
+
+
+def test_fast_cache_is_written_in_record_batches(data, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+
+    from vla_data.loader.fast_cache import build_fast_cache
+
+    shutil.copytree(data / "robot", tmp_path / "robot")
+    config = make_config(data, sources=(SourceConfig("robot", (str(tmp_path / "robot"),)),))
+    robot = make_loader(dataclasses.replace(config, use_fast_cache=False)).sources[0]
+    path = build_fast_cache(robot, 0, batch_rows=50)
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+        ids = reader.read_all().column("ids")
+    assert sizes == [80, 40]  # 40-step episodes, a batch closes once it reaches 50 rows
+    for step in (0, 39, 41, 119):
+        episode, t = robot.datasets[0].locate(step)
+        actions = robot.datasets[0].episode(episode, ["action"])["action"]
+        chunk, _ = robot.normalized_chunks(0, actions.reshape(len(actions), -1), None, np.array([t]))
+        assert ids[step].as_py() == robot.fast.encode(chunk, on_error="clip")[0]

@@ -13,7 +13,7 @@ from vla_data.normalize import Normalizer
 from vla_data.shards import ShardDataset
 from vla_data.sources.hdf5 import HDF5Source
 from vla_data.tokenizers import FastTokenizer
-from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
+from vla_data.tokenizers.chunks import DEFAULT_MAX_CHUNKS, ChunkSpec, sample_chunks
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,44 @@ def test_eval_plot_draws_a_png(dataset, tmp_path):
     result = run("tokenizer", "eval", tmp_path / "tok", dataset, "--plot", tmp_path / "plot.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sampled_chunks_are_distinct_real_chunks_with_stride(dataset):
+    ds = ShardDataset(dataset)
+    chunks = sample_chunks([dataset], ChunkSpec(horizon=8, stride=4, max_chunks=12, seed=1))
+    every = sample_chunks([dataset], ChunkSpec(horizon=8, stride=4, max_chunks=None))
+    assert every.values.shape[0] == 3 * 9  # starts 0, 4, ..., 32 of each 40-step episode
+    assert chunks.values.shape == (12, 8, 14)
+    flat = every.values.reshape(len(every.values), -1)
+    rows = [int(np.flatnonzero((flat == c.reshape(-1)).all(1))[0]) for c in chunks.values]
+    assert len(set(rows)) == 12 and rows == sorted(rows)  # distinct, kept in dataset order
+    norm = Normalizer.from_stats(ds.manifest.stats["action"], "quantile")
+    np.testing.assert_allclose(every.values[9 + 2], norm.normalize(ds.episode(1)["action"][8:16]))
+
+
+def test_chunk_sample_memory_does_not_grow_with_the_dataset(tmp_path):
+    import tracemalloc
+
+    from vla_data.bench.synthetic import SyntheticRobotSource
+
+    peaks = []
+    for episodes in (10, 160):  # 2,000 vs 32,000 start positions
+        convert(SyntheticRobotSource(episodes, 200, camera=False), tmp_path / str(episodes))
+        tracemalloc.start()
+        chunks = sample_chunks([tmp_path / str(episodes)], ChunkSpec(horizon=10, max_chunks=64))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert chunks.values.shape == (64, 10, 7)
+    # listing every start position as Python tuples would add ~2.5 MB at 32,000
+    assert peaks[1] < 1.3 * peaks[0] + 64 * 1024, peaks
+
+
+def test_fit_has_a_default_chunk_budget_and_all_opts_out(dataset, tmp_path):
+    result = run("tokenizer", "fit", dataset, "-o", tmp_path / "a", "--horizon", "10", "--max-chunks", "5")
+    assert result.exit_code == 0 and "on 5 chunks" in result.output
+    result = run("tokenizer", "fit", dataset, "-o", tmp_path / "b", "--horizon", "10", "--max-chunks", "all")
+    assert result.exit_code == 0 and "on 93 chunks" in result.output
+    result = run("tokenizer", "fit", dataset, "-o", tmp_path / "c", "--horizon", "10", "--max-chunks", "0")
+    assert result.exit_code == 2 and "'all'" in result.output
+    assert ChunkSpec(horizon=10).max_chunks == DEFAULT_MAX_CHUNKS
+    assert f"default {DEFAULT_MAX_CHUNKS}" in " ".join(run("tokenizer", "fit", "--help").output.split())

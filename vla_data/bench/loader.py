@@ -10,9 +10,11 @@ from typing import Any
 from vla_data.bench.timing import median_seconds
 
 
-def _children_rss_mb() -> list[float]:
-    """Resident memory of this process's DataLoader workers, from /proc: every child process except
-    helpers such as multiprocessing's resource tracker, which is a child but not a worker."""
+def _children_rss_mb() -> list[dict[str, float]]:
+    """Resident memory of this process's DataLoader workers, from /proc: total (`rss`) and
+    anonymous (`anon`, the heap: what a leak grows; the rest is memory-mapped shard pages, shared
+    with the page cache and reclaimable). Helpers such as multiprocessing's resource tracker are
+    children but not workers, and are left out."""
     import os
 
     pids = []
@@ -29,11 +31,69 @@ def _children_rss_mb() -> list[float]:
                 if b"resource_tracker" in f.read():
                     continue
             with open(f"/proc/{pid}/status") as f:
-                rss = next(line for line in f if line.startswith("VmRSS:"))
-            sizes.append(int(rss.split()[1]) / 1024)
-        except (OSError, StopIteration):
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            sizes.append(
+                {
+                    "rss": int(fields["VmRSS"].split()[0]) / 1024,
+                    "anon": int(fields["RssAnon"].split()[0]) / 1024,
+                }
+            )
+        except (OSError, KeyError):
             continue
     return sizes
+
+
+def worker_rss_over_data(
+    root: Path, *, batch_size: int, horizon: int, rss_batches: int, workers: int = 2
+) -> dict[str, Any]:
+    """Worker RSS while a loader walks one pass over a generated dataset of exactly
+    `rss_batches x batch_size` steps: measured after 1%, 10%, 50% and 100% of its steps were drawn
+    (a pass never repeats a step), so memory that grows with the data touched shows."""
+    from vla_data.bench.synthetic import SyntheticRobotSource
+    from vla_data.convert import ConvertOptions, convert
+    from vla_data.loader import LoaderConfig, SourceConfig, make_loader
+    from vla_data.loader.fast_cache import build_fast_cache
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
+
+    steps = rss_batches * batch_size
+    episode_steps = 400
+    convert(
+        SyntheticRobotSource(-(-steps // episode_steps), episode_steps),
+        root / "rss",
+        ConvertOptions(progress=False),
+    )
+    chunks = sample_chunks([root / "rss"], ChunkSpec(horizon=horizon, max_chunks=2000))
+    FastTokenizer.fit(chunks.values, vocab_size=512).save_pretrained(root / "rss_fast")
+    config = LoaderConfig(
+        sources=(SourceConfig("robot", (str(root / "rss"),)),),
+        fast_tokenizer=str(root / "rss_fast"),
+        fast_mapping="append",
+        batch_size=batch_size,
+        horizon=horizon,
+        max_tokens=512,
+        samples_per_epoch=steps,
+        num_workers=workers,
+    )
+    build_fast_cache(make_loader(config).sources[0], 0)
+    loader = make_loader(config)
+    dataset_steps = len(loader.sources[0])
+    marks = sorted(
+        {max(1, rss_batches // 100), max(1, rss_batches // 10), max(1, rss_batches // 2), rss_batches}
+    )
+    points = []
+    for index, _ in enumerate(loader, 1):
+        if index in marks:
+            points.append(
+                {
+                    "batches": index,
+                    "steps_touched": index * batch_size / dataset_steps,
+                    "workers": _children_rss_mb(),
+                }
+            )
+        if index == marks[-1]:
+            break
+    return {"dataset_steps": dataset_steps, "points": points}
 
 
 def bench_loader(
@@ -48,8 +108,8 @@ def bench_loader(
     profile: bool = False,
 ) -> dict[str, Any]:
     """Loader samples/s for batch 32, 2 cameras, H=50 per worker count, the decode+resize bound of
-    the same images, and worker RSS across `rss_batches` batches; with `profile`, also the time
-    per sample of each loader stage (`loader_profile.profile_loader`)."""
+    the same images, and worker RSS across `rss_batches` batches of a dataset they traverse once;
+    with `profile`, also the time per sample of each loader stage (`loader_profile.profile_loader`)."""
     import gc
 
     import numpy as np
@@ -81,7 +141,7 @@ def bench_loader(
             batch_size=batch_size,
             horizon=horizon,
             max_tokens=512,
-            samples_per_epoch=batch_size * (max(batches, rss_batches) + 1),  # + the warm-up batch
+            samples_per_epoch=batch_size * (batches + 1),  # + the warm-up batch
         )
         loader = make_loader(config)
         build_fast_cache(loader.sources[0], 0)
@@ -118,13 +178,7 @@ def bench_loader(
                 "batches_per_s": batches / seconds,
                 "ratio_to_bound": (batches * batch_size / seconds) * bound,
             }
-        loader = make_loader(LoaderConfig(**{**vars(config), "num_workers": 2}))
-        rss = {}
-        for index, _ in enumerate(loader, 1):
-            if index in (100, rss_batches):
-                rss[str(index)] = _children_rss_mb()
-            if index == rss_batches:
-                break
+        rss = worker_rss_over_data(root, batch_size=batch_size, horizon=horizon, rss_batches=rss_batches)
         return {
             "batch_size": batch_size,
             "horizon": horizon,
@@ -151,8 +205,14 @@ def format_loader_table(result: dict[str, Any]) -> str:
             f"{'loader num_workers=' + n:<32}{run['samples_per_s']:>10.0f}{run['batches_per_s']:>11.1f}{run['ratio_to_bound']:>9.2f}"
         )
     rss = result["worker_rss_mb"]
-    for index, sizes in rss.items():
-        lines.append(f"worker RSS after {index:>5} batches: " + ", ".join(f"{s:.0f} MB" for s in sizes))
+    lines.append(
+        f"worker RSS over one pass of a generated {rss['dataset_steps']}-step dataset (total / anonymous):"
+    )
+    for point in rss["points"]:
+        sizes = ", ".join(f"{w['rss']:.0f} / {w['anon']:.0f} MB" for w in point["workers"])
+        lines.append(
+            f"  after {point['batches']:>5} batches ({point['steps_touched']:>4.0%} of steps): {sizes}"
+        )
     if "profile" in result:
         from vla_data.bench.loader_profile import format_profile
 

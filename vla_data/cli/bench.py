@@ -153,7 +153,7 @@ def bench_images(frames, repeats, as_json) -> None:
     type=int,
     default=1000,
     show_default=True,
-    help="Batches drawn with 2 workers while watching their RSS.",
+    help="Batches drawn with 2 workers while watching their RSS (over a generated dataset of exactly that many batches, so growth with data shows).",
 )
 @click.option("--workers", default="0,1,2", show_default=True)
 @click.option(

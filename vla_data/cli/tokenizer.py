@@ -12,6 +12,22 @@ import numpy as np
 from vla_data.cli.errors import friendly_errors
 
 
+def _max_chunks(ctx, param, value: str | None) -> int | None:
+    if value is None:
+        from vla_data.tokenizers.chunks import DEFAULT_MAX_CHUNKS
+
+        return DEFAULT_MAX_CHUNKS
+    if value.strip().lower() == "all":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.BadParameter(f"{value!r}: give a positive number of chunks or 'all'")
+    return number
+
+
 def chunk_options(func):
     options = [
         click.option("--horizon", type=int, default=None, help="Chunk length in steps."),
@@ -29,7 +45,12 @@ def chunk_options(func):
             show_default=True,
         ),
         click.option(
-            "--max-chunks", type=int, default=None, help="Deterministic subsample of chunk start positions."
+            "--max-chunks",
+            default=None,
+            callback=_max_chunks,
+            help="Chunk budget: a deterministic sample (by --seed) of this many start positions "
+            "(default 20000, which bounds fit memory); 'all' uses every start position "
+            "(memory grows with the dataset).",
         ),
         click.option("--seed", type=int, default=0, show_default=True),
     ]

@@ -113,6 +113,9 @@ class VlaLoader:
             mode=config.mode,
             seed=config.seed,
             world_size=config.world_size,
+            shuffle=config.shuffle,
+            window=config.shuffle_window,
+            blocks=tuple(shard_blocks(s) for s in self.sources) if config.shuffle == "shard_block" else None,
         )
         self.state = LoaderState()
         workers = config.num_workers
@@ -146,11 +149,12 @@ class VlaLoader:
             "seed": self.config.seed,
             "batch_size": self.config.batch_size,
             "world_size": self.config.world_size,
+            "shuffle": self.config.shuffle,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("seed", "batch_size", "world_size"):
-            if state.get(key) != getattr(self.config, key):
+        for key in ("seed", "batch_size", "world_size", "shuffle"):
+            if state.get(key, "random" if key == "shuffle" else None) != getattr(self.config, key):
                 raise VlaDataError(
                     f"loader state was saved with {key}={state.get(key)}, this loader has {getattr(self.config, key)}"
                 )
@@ -159,6 +163,15 @@ class VlaLoader:
                 f"loader state batch {state['batch']} is outside this epoch (0..{self.plan.batches_per_rank})"
             )
         self.state.epoch, self.state.batch = int(state["epoch"]), int(state["batch"])
+
+
+def shard_blocks(source: RobotDataset | WebDataset) -> tuple[int, ...]:
+    """Sample index where each shard of the source's datasets starts, then the source size."""
+    starts = []
+    for offset, ds in zip(source.offsets, source.datasets, strict=False):
+        change = np.flatnonzero(np.diff(ds.episode_shard)) + 1  # episodes that open another shard
+        starts.append(int(offset) + ds.episode_start[np.r_[0, change]])
+    return (*np.concatenate(starts).tolist(), len(source))
 
 
 def _default_epoch(config: LoaderConfig, sizes: tuple[int, ...]) -> int:

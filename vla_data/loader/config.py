@@ -36,6 +36,8 @@ class SourceConfig:
         horizon_seconds: Robot: chunk length in seconds at this source's fps (at most the loader's
             `horizon` steps; shorter chunks are padded and masked in `action_is_pad`).
         max_episodes: Sample only the first N episodes of this source (default: all).
+        split: Robot: sample only this split's episodes ("train", "val", ...) from each dataset's
+            splits.json (`vla-data split`). Default: every episode.
     """
 
     kind: Literal["robot", "web"]
@@ -46,6 +48,7 @@ class SourceConfig:
     delta_action_dims: tuple[int, ...] | None = None
     horizon_seconds: float | None = None
     max_episodes: int | None = None
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
@@ -70,7 +73,7 @@ class SourceConfig:
             raise ConfigError("max_episodes", f"must be >= 1, got {self.max_episodes}")
         if self.horizon_seconds is not None and not self.horizon_seconds > 0:
             raise ConfigError("horizon_seconds", f"must be > 0, got {self.horizon_seconds}")
-        robot_only = ("task", "delta_action_dims", "horizon_seconds", "cameras")
+        robot_only = ("task", "delta_action_dims", "horizon_seconds", "cameras", "split")
         if self.kind == "web" and (given := [n for n in robot_only if getattr(self, n) is not None]):
             raise ConfigError(given[0], "applies to robot sources only")
 
@@ -115,6 +118,10 @@ class LoaderConfig:
             reproduced token for token (see `vla_data.tokenizers.prompt` and the README).
         delta_action_dims: Action dims made relative to the current state (e.g. joints, not grippers).
         mode: "random" (weights hold in expectation) or "stratified" (every batch holds them exactly).
+        shuffle: "random" (default: each source's samples in one seeded permutation per pass) or
+            "shard_block" (each rank draws from a window of `shuffle_window` shards at a time, each
+            shard about once per pass: for shard caches smaller than the dataset).
+        shuffle_window: Shards per window for shuffle="shard_block".
         seed: Seed of the mixture plan; batches are a pure function of (seed, epoch, batch).
         samples_per_epoch: Samples per epoch over all ranks; default: one pass over the robot data.
         num_workers: DataLoader worker processes.
@@ -156,6 +163,8 @@ class LoaderConfig:
     prompt_format: Literal["vla_data", "pi0fast", "pi05"] = "vla_data"
     delta_action_dims: tuple[int, ...] = ()
     mode: Literal["random", "stratified"] = "random"
+    shuffle: Literal["random", "shard_block"] = "random"
+    shuffle_window: int = 4
     seed: int = 0
     samples_per_epoch: int | None = None
     num_workers: int = 0
@@ -185,6 +194,7 @@ class LoaderConfig:
             ("normalization", ("quantile", "zscore")),
             ("prompt_format", ("vla_data", "pi0fast", "pi05")),
             ("mode", ("random", "stratified")),
+            ("shuffle", ("random", "shard_block")),
             ("bad_images", ("fail", "mask")),
             ("image_decode", ("full", "draft")),
             ("web_resize_mode", ("pad", "crop")),
@@ -204,7 +214,7 @@ class LoaderConfig:
                 "fast_tokenizer",
                 "robot sources need fast_tokenizer (a directory from `vla-data tokenizer fit`)",
             )
-        for name in ("batch_size", "max_tokens", "horizon", "action_dim", "world_size"):
+        for name in ("batch_size", "max_tokens", "horizon", "action_dim", "world_size", "shuffle_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.rank < self.world_size:
