@@ -17,13 +17,13 @@ from tqdm import tqdm
 
 from vla_data.episode import Episode
 from vla_data.errors import SourceError
+from vla_data.frame_check import structure_problem
 from vla_data.images import (
     ImageFormat,
     ResizeMode,
     decode_image,
     encode_image,
     image_format_of,
-    looks_complete,
     resize,
 )
 from vla_data.resume import check_same_settings, note_fresh_start
@@ -94,8 +94,10 @@ def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
     for camera, frames in episode.images.items():
         if isinstance(frames, list) and not options.image_size:
             for step, data in enumerate(frames):
-                if not looks_complete(data):
-                    raise _image_error(episode, camera, step, "bytes are not a complete JPEG or PNG image")
+                if problem := structure_problem(data):
+                    raise _image_error(
+                        episode, camera, step, f"bytes are not a complete JPEG or PNG image: {problem}"
+                    )
             images[camera] = list(frames)
             continue
         if isinstance(frames, list):  # encoded, to be resized
