@@ -434,3 +434,53 @@ def test_verify_deep_names_the_first_bad_frame_per_camera(tmp_path):
     assert "(and 1 more bad frames of this camera)" in result.output and "cam_b" not in result.output
     report = json.loads(run("verify", out, "--deep", "--json").output)
     assert not report["ok"] and len(report["problems"]) == 1
+
+
+# -- item 3: camera size that changes between episodes ------------------------------------------------
+@pytest.fixture
+def mixed_sizes(tmp_path):
+    from vla_data.samples import write_aloha_episode
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, height in enumerate([16, 16, 24, 16]):
+        write_aloha_episode(src / f"episode_{i}.hdf5", seed=i, steps=6, height=height, width=16)
+    return src
+
+
+def test_camera_size_change_is_the_same_error_in_every_executor(mixed_sizes, tmp_path):
+    expected = (
+        "episode_2.hdf5, episode /, key 'observations/images/cam_high (observation.images.cam_high)': "
+        "frames are 24x16 (height x width), the dataset's earlier episodes store 16x16; pass --image-size"
+    )
+    messages = []
+    for executor in ("stream", "local"):
+        out = tmp_path / executor
+        result = run(*aloha_args(mixed_sizes, out, "--executor", executor, "--unit-episodes", "1"))
+        assert result.exit_code == 1 and expected in last_line(result), result.output
+        assert ".units" not in last_line(result) and not (out / "manifest.json").exists()
+        messages.append(last_line(result).split(": ", 2)[-1])
+    assert messages[0] == messages[1]
+
+
+def test_camera_size_change_skipped_or_resized_alike(mixed_sizes, tmp_path):
+    kept = {}
+    for executor in ("stream", "local"):
+        out = tmp_path / executor
+        args = aloha_args(
+            mixed_sizes, out, "--executor", executor, "--unit-episodes", "1", "--on-error", "skip"
+        )
+        assert run(*args).exit_code == 0
+        manifest = strict_json(out / "manifest.json")
+        kept[executor] = (
+            sum(s["episodes"] for s in manifest["shards"]),
+            [s["source_ref"] for s in manifest["skipped"]],
+        )
+        resized = tmp_path / f"{executor}-resized"
+        args = aloha_args(
+            mixed_sizes, resized, "--executor", executor, "--unit-episodes", "1", "--image-size", "16"
+        )
+        assert run(*args).exit_code == 0 and run("verify", resized, "--deep").exit_code == 0
+        camera = strict_json(resized / "manifest.json")["features"]["observation.images.cam_high"]
+        assert (camera["height"], camera["width"]) == (16, 16)
+    assert kept["stream"] == kept["local"] and kept["stream"][0] == 3 and len(kept["stream"][1]) == 1

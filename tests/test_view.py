@@ -369,6 +369,12 @@ def test_cli_export_and_serve(demo, tmp_path):
     assert proc.returncode == 0 and str(tmp_path / "site" / "index.html") in out
     assert (tmp_path / "site/api/d/0/episode/1.js").exists() and not (tmp_path / "site/api/batch").exists()
 
+    with ViewServer(ViewApp(demo["dataset"]), port=0) as taken:
+        port = str(taken.httpd.server_address[1])
+        proc = _cli(str(demo["dataset"]), "--port", port, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "--port" in err
+
     proc = _cli(str(demo["dataset"]), "--port", "0")
     try:
         line = proc.stdout.readline()

@@ -105,3 +105,27 @@ def decode_problem(data: bytes) -> str | None:
     except (OSError, ValueError, SyntaxError, zlib.error) as e:
         return f"PNG cannot be decoded ({e})"
     return None
+
+
+def frame_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header (SOFn) or a PNG's IHDR, without decoding; None
+    when the header cannot be found."""
+    if data[:8] == PNG_SIGNATURE and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack_from(">II", data, 16)
+        return height, width
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, size = 2, len(data)
+    while pos + 4 <= size and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in _STANDALONE or marker == 0xFF:
+            pos += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if 0xC0 <= marker <= 0xCF and marker not in _NOT_FRAME_HEADERS and pos + 9 <= size:
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return height, width
+        if marker in (0xDA, 0xD9):
+            return None
+        pos += 2 + length
+    return None

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_data.errors import ShardError
+from vla_data.progress import progress
 from vla_data.shards.manifest import EPISODES_FILE, load_manifest
 from vla_data.shards.reader import open_arrow_file
 from vla_data.shards.writer import sha256_file
@@ -29,7 +30,7 @@ def verify_dataset(root: str | Path, *, deep: bool = False) -> list[str]:
     for i, index in enumerate(episodes["episode_index"]):
         if index != i:
             problems.append(f"episodes.arrow row {i}: episode_index {index}, expected {i}")
-    for shard_number, info in enumerate(manifest.shards):
+    for shard_number, info in enumerate(progress(manifest.shards, "verify")):
         path = root / info.file
         if not path.exists():
             problems.append(f"{info.file}: missing")

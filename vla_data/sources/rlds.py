@@ -83,8 +83,11 @@ class RLDSSource:
     def _json(self, name: str) -> dict[str, Any]:
         path = Path(self.root) / name
         if not path.exists():
+            root = Path(self.root)
+            versions = sorted(p.name for p in root.iterdir() if (p / name).exists()) if root.is_dir() else []
+            here = f"; version folders in {root}: {', '.join(versions)}" if versions else ""
             raise SourceError(
-                f"missing {name}: SRC must be a TFDS version folder (<name>/<version>/)", file=str(path)
+                f"missing {name}: SRC must be a TFDS version folder (<name>/<version>/){here}", file=str(path)
             )
         try:
             return json.loads(path.read_text())
