@@ -268,7 +268,7 @@ def detect_format(path: Path, names: WebFields | None = None) -> str:
     phrases = (names.phrase, "sentence", "phrase", "expression", "ref_id")
     if names.bbox in record and any(k in record for k in phrases):
         return "refcoco"
-    if names.answer in record:
+    if names.answer in record or "answer" in record:  # a missing named field is then a per-row error
         return "jsonl"
     hint = " (captions: --format jsonl --field answer=caption --kind caption)" if "caption" in record else ""
     raise fail(f"cannot tell the layout from its fields {sorted(record)[:8]}{hint}")
