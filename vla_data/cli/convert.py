@@ -165,7 +165,7 @@ def parse_mapping(items: tuple[str, ...], map_file: str | None) -> dict[str, str
     "--fps",
     type=float,
     default=None,
-    help="Frames per second (default: file attributes, else 50 aloha / 20 robomimic).",
+    help="Frames per second (default: file attributes, else 50 aloha / 20 robomimic / 10 map, with a warning).",
 )
 @conversion_options
 @friendly_errors
