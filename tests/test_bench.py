@@ -81,3 +81,15 @@ def test_bench_images_reports_every_decoder_against_pil():
     assert by_name[("480x640", "vla_data decode_for_size")]["max_abs_diff"] == 0  # full decode by default
     names = {r["decoder"] for r in result["rows"]} | set(result["skipped"])
     assert {"simplejpeg", "PyTurboJPEG", "torchvision.io.decode_jpeg"} <= names
+
+
+def test_bench_lerobot_says_why_it_skips_without_lerobot():
+    import importlib.util
+
+    if importlib.util.find_spec("lerobot") is not None:  # then it needs the dataset to compare on
+        result = CliRunner().invoke(main, ["bench", "lerobot"])
+        assert result.exit_code != 0 and "needs --dataset" in result.output
+        return
+    out = run("bench", "lerobot")
+    assert out.startswith("skipped: the `lerobot` package is not importable here")
+    assert "torch<2.11" in out and "Python >= 3.12" in out

@@ -181,6 +181,40 @@ def bench_images(frames, repeats, as_json) -> None:
     click.echo(json.dumps(result, indent=1) if as_json else format_images_table(result))
 
 
+@bench.command("lerobot")
+@click.option(
+    "--dataset",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A LeRobot v3.0 dataset root (e.g. AV1 video, 2 cameras) to read both ways.",
+)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--horizon", type=int, default=50, show_default=True)
+@click.option("--batches", type=int, default=20, show_default=True)
+@click.option("--workers", default="0,2", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_lerobot(dataset, batch_size, horizon, batches, workers, as_json) -> None:
+    """LeRobot's LeRobotDataset (delta_timestamps action chunk, frames resized to 224x224) against
+    our loader on the same episodes converted with --image-size 224: samples/s and the ratio.
+    Needs the optional `lerobot` package; without it, says why it skipped (exit 0)."""
+    from vla_data.bench.lerobot import LEROBOT_MISSING, bench_lerobot, format_lerobot_table, lerobot_available
+
+    if not lerobot_available():
+        result = {"skipped": LEROBOT_MISSING}
+    elif dataset is None:
+        raise click.UsageError("bench lerobot needs --dataset ROOT (a LeRobot v3.0 dataset)")
+    else:
+        result = bench_lerobot(
+            dataset,
+            batch_size=batch_size,
+            horizon=horizon,
+            batches=batches,
+            workers=tuple(int(w) for w in workers.split(",")),
+        )
+    click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
+
+
 @bench.command("loader")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--horizon", type=int, default=50, show_default=True)
