@@ -412,3 +412,14 @@ def test_bench_convert_web_small(tmp_path):
             row["convert_samples_per_s"] > 0 and row["bound_samples_per_s"] > 0 and row["convert_rss_mb"] > 0
         )
     assert set(result["largest_over_smallest"]) == {"wds", "llava"}
+
+
+def test_readme_caption_command_detects_jsonl_from_the_named_answer_field(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg(9))
+    (tmp_path / "captions.jsonl").write_text(
+        json.dumps({"image": "a.jpg", "caption": "a grey square"}) + "\n"
+    )
+    args = ("--kind", "caption", "--prompt-field", "", "--answer-field", "caption")
+    run_cli("convert", "web", tmp_path / "captions.jsonl", tmp_path / "out", *args)
+    (sample,) = samples(tmp_path / "out")
+    assert (sample.kind, sample.turns) == ("caption", [("user", ""), ("assistant", "a grey square")])

@@ -125,55 +125,16 @@ def commit_on_store(fs, root: str, manifest: Manifest, episode_rows: list[dict[s
     return manifest
 
 
-class _HashingSink:
-    """A writable file that hashes what goes through it to a pyarrow output stream."""
-
-    def __init__(self, stream):
-        self.stream, self.digest, self.size, self.closed = stream, hashlib.sha256(), 0, False
-
-    def write(self, data) -> int:
-        data = memoryview(data)
-        self.digest.update(data)
-        self.stream.write(data)
-        self.size += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        pass
-
-    def writable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def write_shard_on_store(fs, root: str, index: int, table: pa.Table, info: ShardInfo) -> ShardInfo:
-    """A rewritten shard (one record batch per episode, as the writer made them), hashed on the way."""
-    with fs.open_output_stream(f"{root}/{shard_path(index)}") as stream:
-        sink = _HashingSink(stream)
-        with pa.PythonFile(sink, mode="w") as f, pa.ipc.new_file(f, table.schema) as writer:
-            for batch in table.to_batches():
-                writer.write_batch(batch)
-    return ShardInfo(
-        file=shard_path(index),
-        rows=info.rows,
-        episodes=info.episodes,
-        bytes=sink.size,
-        sha256=sink.digest.hexdigest(),
-    )
-
-
 def merge_on_store(
     fs, inputs: list[str], out: str, *, source: dict[str, Any] | None = None, names: list[str] | None = None
 ) -> Manifest:
     """`merge_datasets` on one object store: a shard whose episode and task numbers need no change
-    is copied server side (never downloaded); others are read, renumbered and written back one
-    shard at a time. `episodes.arrow` and `manifest.json` are written last."""
-    from vla_data.shards.merge import _check_compatible, _renumber
+    (conversion units number their episodes where they land) is copied server side, never
+    downloaded; another is fetched to a temporary file, patched like `merge_datasets` does and
+    uploaded, one shard at a time. `episodes.arrow` and `manifest.json` are written last."""
+    import tempfile
+
+    from vla_data.shards.merge import _check_compatible, place_shard
     from vla_data.shards.writer import TaskIndex
 
     if exists(fs, f"{out}/{MANIFEST_FILE}"):
@@ -189,30 +150,49 @@ def merge_on_store(
         if not manifest.num_episodes:
             continue
         task_map = np.array([tasks.index(t) for t in manifest.tasks], dtype=np.int32)
-        episodes = (
-            pa.ipc.open_file(pa.py_buffer(read_bytes(fs, f"{root}/{EPISODES_FILE}"))).read_all().to_pylist()
-        )
-        offset, shard_base = len(rows), len(shards)
-        for row in episodes:
+        episodes = pa.ipc.open_file(pa.py_buffer(read_bytes(fs, f"{root}/{EPISODES_FILE}"))).read_all()
+        old = {name: episodes.column(name).to_numpy() for name in ("episode_index", "shard", "task_index")}
+        lengths = episodes.column("length").to_numpy()
+        new_episode = np.arange(len(rows), len(rows) + episodes.num_rows)
+        new_task = task_map[old["task_index"]]
+        shard_base = len(shards)
+        for row, episode, task in zip(episodes.to_pylist(), new_episode, new_task, strict=True):
             rows.append(
                 {
                     **row,
-                    "episode_index": row["episode_index"] + offset,
+                    "episode_index": int(episode),
                     "shard": row["shard"] + shard_base,
-                    "task_index": int(task_map[row["task_index"]]),
+                    "task_index": int(task),
                 }
             )
-        unchanged = offset == 0 and np.array_equal(task_map, np.arange(len(task_map)))
-        for info in manifest.shards:
-            index = len(shards)
-            if unchanged:
-                fs.copy_file(f"{root}/{info.file}", f"{out}/{shard_path(index)}")
-                shards.append(ShardInfo(shard_path(index), info.rows, info.episodes, info.bytes, info.sha256))
+        compression = manifest.source.get("convert_options", {}).get("compression")
+        for s, info in enumerate(manifest.shards):
+            mine = old["shard"] == s  # this shard's episodes, in row order
+            changes = {}
+            if not np.array_equal(old["episode_index"][mine], new_episode[mine]):
+                changes["episode_index"] = np.repeat(new_episode[mine], lengths[mine]).astype(np.int64)
+            if not np.array_equal(old["task_index"][mine], new_task[mine]):
+                changes["task_index"] = np.repeat(new_task[mine], lengths[mine]).astype(np.int32)
+            file = shard_path(len(shards))
+            if not changes:
+                fs.copy_file(f"{root}/{info.file}", f"{out}/{file}")  # server side
+                shards.append(ShardInfo(file, info.rows, info.episodes, info.bytes, info.sha256))
                 continue
-            with fs.open_input_file(f"{root}/{info.file}") as f:
-                table = _renumber(pa.ipc.open_file(f).read_all(), offset, task_map)
-            shards.append(write_shard_on_store(fs, out, index, table, info))
-            del table
+            with tempfile.TemporaryDirectory(prefix="vla-data-merge-") as tmp:
+                local = Path(tmp) / "in.arrow"
+                with fs.open_input_stream(f"{root}/{info.file}") as src, open(local, "wb") as dst:
+                    while block := src.read(BLOCK):
+                        dst.write(block)
+                placed = place_shard(
+                    local, Path(tmp), "out.arrow", info, changes, link=False, compression=compression
+                )
+                with (
+                    open(Path(tmp) / "out.arrow", "rb") as src,
+                    fs.open_output_stream(f"{out}/{file}") as dst,
+                ):
+                    while block := src.read(BLOCK):
+                        dst.write(block)
+            shards.append(ShardInfo(file, placed.rows, placed.episodes, placed.bytes, placed.sha256))
     merged = Manifest(
         fps=first.fps,
         features=first.features,
@@ -274,7 +254,7 @@ def convert_stream_to_store(source, out: str, options, **kwargs) -> Manifest:
 
 
 def convert_unit_to_store(
-    source, refs: list[dict[str, Any]], out: str, options, feature_names, image_sizes=None
+    source, refs: list[dict[str, Any]], out: str, first: int, options, feature_names, image_sizes=None
 ) -> str:
     """One unit converted on this machine's temporary disk and uploaded to `out` on the store
     (manifest last); a unit whose manifest is already there is done."""
@@ -291,6 +271,7 @@ def convert_unit_to_store(
     )
     with tempfile.TemporaryDirectory(prefix="vla-data-unit-") as tmp:
         kwargs = {"refs": refs, "feature_names": feature_names, "image_sizes": image_sizes}
+        kwargs["first_episode_index"] = first
         convert(source, Path(tmp) / "unit", unit_options, allow_empty=True, **kwargs)
         upload_dataset(Path(tmp) / "unit", fs, root)
     return out
