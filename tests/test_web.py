@@ -423,3 +423,16 @@ def test_readme_caption_command_detects_jsonl_from_the_named_answer_field(tmp_pa
     run_cli("convert", "web", tmp_path / "captions.jsonl", tmp_path / "out", *args)
     (sample,) = samples(tmp_path / "out")
     assert (sample.kind, sample.turns) == ("caption", [("user", ""), ("assistant", "a grey square")])
+
+
+def test_saved_dataset_dict_split(tmp_path):
+    import datasets
+
+    dataset, images = onevision_dataset()
+    datasets.DatasetDict({"train": dataset, "validation": dataset.select([2])}).save_to_disk(
+        str(tmp_path / "dd")
+    )
+    convert(WebSource(str(tmp_path / "dd"), split="validation"), tmp_path / "val")
+    assert [s.id for s in samples(tmp_path / "val")] == ["ov-2"]
+    with pytest.raises(SourceError, match=r"no split 'test'; the dataset has \['train', 'validation'\]"):
+        convert(WebSource(str(tmp_path / "dd"), split="test"), tmp_path / "test")
