@@ -436,3 +436,17 @@ def test_saved_dataset_dict_split(tmp_path):
     assert [s.id for s in samples(tmp_path / "val")] == ["ov-2"]
     with pytest.raises(SourceError, match=r"no split 'test'; the dataset has \['train', 'validation'\]"):
         convert(WebSource(str(tmp_path / "dd"), split="test"), tmp_path / "test")
+
+
+def test_verify_deep_decodes_web_images(tmp_path):
+    good = jpeg(40, 64, 64)
+    bad = good[: len(good) // 2] + b"\xff\xd9"  # signature, header and end marker, but cut scan data
+    (tmp_path / "good.jpg").write_bytes(good)
+    (tmp_path / "bad.jpg").write_bytes(bad)
+    rows = [{"id": n, "image": f"{n}.jpg", "question": "q", "answer": "a"} for n in ("good", "bad", "good")]
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    convert(WebSource(str(tmp_path / "rows.jsonl")), tmp_path / "out")
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "out"), "--deep"])
+    assert result.exit_code == 1 and "row 1 column 'images'" in result.output, result.output
