@@ -93,7 +93,7 @@ def test_bench_scale_tiny_runs_every_stage_and_the_loader_check(tmp_path):
             "--sizes",
             "1,2",
             "--base",
-            "0.02",
+            "0.005",
             "--loader-batches",
             "3",
             "--loader-steps",

@@ -24,13 +24,13 @@ CHILD = "import json, sys; from vla_data.bench.scale import child_run; print(jso
 
 # stage -> (item name, base size in items at 1x, items per unit of generated data)
 STAGES: dict[str, tuple[str, int, int]] = {
-    "convert hdf5": ("frame", 400, 50),  # ALOHA files of 50 steps, 2 cameras 48x64
-    "convert lerobot v3.0": ("episode", 100, 1),  # every episode in one data file, 20 rows each
-    "convert rlds gzip": ("episode", 25, 1),  # one GZIP TFRecord file, 20 steps, 2 cameras 32x32
-    "convert web": ("sample", 200, 1),  # jsonl + 32x32 PNG files
-    "tokenizer fit": ("step", 8000, 200),  # episodes of 200 steps, H=10, --max-chunks 4000
-    "tokenizer cache": ("step", 8000, 200),
-    "loader": ("batch", 8000, 200),  # dataset steps; the same number of batches of 8 at every size
+    "convert hdf5": ("frame", 1600, 50),  # ALOHA files of 50 steps, 2 cameras 48x64
+    "convert lerobot v3.0": ("episode", 400, 1),  # every episode in one data file, 20 rows each
+    "convert rlds gzip": ("episode", 100, 1),  # one GZIP TFRecord file, 20 steps, 2 cameras 32x32
+    "convert web": ("sample", 800, 1),  # jsonl + 32x32 PNG files
+    "tokenizer fit": ("step", 32000, 200),  # episodes of 200 steps, H=10, --max-chunks 4000
+    "tokenizer cache": ("step", 32000, 200),
+    "loader": ("batch", 32000, 200),  # dataset steps; the same number of batches of 8 at every size
 }
 # imported before the baseline RSS and the clock, so start-up imports are not counted per item
 PRELOAD = {
@@ -53,6 +53,28 @@ def _status_mb(*keys: str) -> dict[str, float]:
     return {key: int(fields[key].split()[0]) / 1024 for key in keys}
 
 
+class _AnonPeak:
+    """Samples RssAnon (heap, not memory-mapped file pages) every 10 ms in a thread: its peak
+    tells memory the process holds apart from shard pages it maps, which the page cache shares."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = _status_mb("RssAnon")["RssAnon"]
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.01):
+            self.peak = max(self.peak, _status_mb("RssAnon")["RssAnon"])
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return max(self.peak, _status_mb("RssAnon")["RssAnon"])
+
+
 def child_run(spec: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: import what the stage needs, note the RSS, run it, time it."""
     import importlib
@@ -67,6 +89,7 @@ def child_run(spec: dict[str, Any]) -> dict[str, Any]:
         except ImportError:  # a module renamed since: its import is then timed with the stage
             pass
     baseline = _status_mb("VmRSS")["VmRSS"]
+    anon = _AnonPeak()
     start = time.perf_counter()
     out: dict[str, Any] = {}
     if spec.get("loader"):
@@ -89,6 +112,7 @@ def child_run(spec: dict[str, Any]) -> dict[str, Any]:
         main(spec["cli"], standalone_mode=False)
     out["seconds"] = time.perf_counter() - start
     out["baseline_rss_mb"] = baseline
+    out["peak_anon_mb"] = anon.stop()
     status = _status_mb("VmHWM", "RssAnon", "RssFile")
     out["peak_rss_mb"] = status["VmHWM"]
     out["end_rss_file_mb"] = status["RssFile"]  # memory-mapped shard pages, shared with the page cache
@@ -228,6 +252,7 @@ def bench_scale(
                     "ms_per_item": 1000 * (measured["median_batch_s"] if loader else seconds / items),
                     "peak_rss_mb": measured["peak_rss_mb"],
                     "stage_rss_mb": measured["peak_rss_mb"] - measured["baseline_rss_mb"],
+                    "peak_anon_mb": measured["peak_anon_mb"],
                     "end_rss_file_mb": measured["end_rss_file_mb"],
                     **({"first_batch_s": measured["first_batch_s"]} if loader else {}),
                 }
@@ -240,6 +265,7 @@ def bench_scale(
                 "marginal_time_ratio": _marginal_ratio([runs[str(s)] for s in sizes]),
                 "rss_ratio": hi["peak_rss_mb"] / lo["peak_rss_mb"],
                 "stage_rss_ratio": hi["stage_rss_mb"] / max(lo["stage_rss_mb"], 1.0),
+                "anon_ratio": hi["peak_anon_mb"] / lo["peak_anon_mb"],
             }
         if loader_steps:
             work = root / "loader_big"
@@ -271,21 +297,20 @@ def _marginal_ratio(runs: list[dict[str, Any]]) -> float | None:
 def format_scale_table(result: dict[str, Any]) -> str:
     sizes = result["sizes"]
     top = f"{sizes[-1]}x/{sizes[0]}x"
-    head = "".join(f"{str(s) + 'x':>7}" for s in sizes)
+    head = "".join(f"{str(s) + 'x':>8}" for s in sizes) + f"{top:>8}"
+    width = 8 * (len(sizes) + 1)
     lines = [
-        f"{'stage':<21}{'item':<8}{'ms per item:':<12}{head}{top:>8}{'marginal':>9}   "
-        f"{'peak RSS MB:':<12}{head}{top:>8}   above baseline",
+        f"{'':<29}{'ms per item':^{width + 9}} | {'peak RSS MB':^{width}} | {'peak anon MB':^{width}}",
+        f"{'stage':<21}{'item':<8}{head}{'marginal':>9} | {head} | {head}",
     ]
     for stage, row in result["stages"].items():
         runs = [row["runs"][str(s)] for s in sizes]
-        times = "".join(f"{r['ms_per_item']:>7.3g}" for r in runs)
-        rss = "".join(f"{r['peak_rss_mb']:>7.0f}" for r in runs)
-        above = " / ".join(f"{r['stage_rss_mb']:.0f}" for r in runs)
+        times = "".join(f"{r['ms_per_item']:>8.3g}" for r in runs) + f"{row['time_ratio']:>8.2f}"
+        rss = "".join(f"{r['peak_rss_mb']:>8.0f}" for r in runs) + f"{row['rss_ratio']:>8.2f}"
+        anon = "".join(f"{r['peak_anon_mb']:>8.0f}" for r in runs) + f"{row['anon_ratio']:>8.2f}"
         marginal = row["marginal_time_ratio"]
-        lines.append(
-            f"{stage:<21}{row['item']:<8}{'':<12}{times}{row['time_ratio']:>8.2f}"
-            f"{'-' if marginal is None else f'{marginal:.2f}':>9}   {'':<12}{rss}{row['rss_ratio']:>8.2f}   {above} MB"
-        )
+        marginal = "-" if marginal is None else f"{marginal:.2f}"
+        lines.append(f"{stage:<21}{row['item']:<8}{times}{marginal:>9} | {rss} | {anon}")
     if check := result.get("loader_check"):
         lines.append(
             f"loader over {check['steps']:,} generated steps: build + first batch "
