@@ -73,3 +73,13 @@ def test_unknown_drop_camera_is_an_error(shared_data):
     )
     with pytest.raises(SourceError, match=re.escape(message)):
         LeRobotSource.from_path(root, drop_cameras=("cam_high",)).episode_refs()
+
+
+def test_rlds_python_api_warns_when_it_assumes_the_fps(shared_data):
+    from vla_data.sources.rlds import RLDSSource
+
+    root = shared_data / "rlds" / "robosuite_lift_panda_tfds" / "1.0.0"
+    message = f"{root}: dataset_info.json records no frame rate; assuming 10 fps. Give RLDSSource(fps=...)"
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        assert len(RLDSSource.from_path(root).episode_refs()) == 5
+    assert RLDSSource.from_path(root, fps=20).frame_rate == 20.0

@@ -36,13 +36,9 @@ def run(*args, input=None):
 def vla_data(*args, env=None, **kwargs):
     """The real command line in a child process (the tree under test first on the path)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*(env or []), str(REPO)])}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     return subprocess.Popen(
-        [sys.executable, "-m", "vla_data", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        **kwargs,
+        [sys.executable, "-m", "vla_data", *map(str, args)], env=env, **{**streams, **kwargs}
     )
 
 
@@ -225,3 +221,54 @@ def test_usage_errors_name_the_missing_argument(tmp_path):
         "Error: Missing argument 'OUT': give SRC... then OUT, the new dataset folder "
         "(e.g. vla-data convert hdf5 episodes/ episodes_shards/)"
     ) in result.output
+
+
+def test_errors_list_what_is_there(demo_hdf5, shared_data, tmp_path):
+    episode = demo_hdf5 / "episode_0.hdf5"
+    result = run(
+        "convert", "hdf5", episode, tmp_path / "a", "--map", "action=observations/missing", "--fps", "5"
+    )
+    assert (
+        f"Error: file {episode}, episode /, key 'observations/missing': missing dataset; datasets here: action, "
+        "observations/images/cam_high, observations/images/cam_left_wrist, observations/qpos, observations/qvel"
+    ) in result.output
+    parent = shared_data / "rlds" / "robosuite_lift_panda_tfds"
+    result = run("convert", "rlds", parent, tmp_path / "b", "--fps", "20")
+    assert f"(<name>/<version>/); version folders in {parent}: 1.0.0" in result.output
+    from vla_data.samples import write_web_sample
+
+    rows = write_web_sample(tmp_path / "raw", samples=2, size=16)
+    result = run("convert", "web", rows, tmp_path / "c", "--answer-field", "caption", "--kind", "caption")
+    assert (
+        "no answer (field 'caption'); the row has fields ['answer', 'image', 'kind', 'question']"
+        in result.output
+    )
+
+
+def test_progress_bars_only_on_a_terminal(dataset, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    for command in (("verify", dataset), ("stats", dataset)):
+        primary, secondary = pty.openpty()  # stderr is a terminal, as in an interactive shell
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+        proc = vla_data(*command, stderr=secondary)
+        proc.stderr = None
+        os.close(secondary)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        proc.wait(timeout=120)
+        os.close(primary)
+        assert proc.returncode == 0 and f"{command[0]}: 100%".encode() in seen.replace(b"\r", b"\n"), seen
+        piped = vla_data(*command)
+        _, stderr = piped.communicate(timeout=120)
+        assert piped.returncode == 0 and stderr == ""

@@ -1,5 +1,5 @@
 """The loader's fast paths give the same values as the plain ones: simplejpeg decode vs PIL,
-channels-last image batches, bounded episode and FAST id caches."""
+one-buffer batches with channels-last images, bounded episode and FAST id caches."""
 
 import io
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from vla_data.images import decode_image
-from vla_data.loader.collate import _stack_images
+from vla_data.loader.collate import Collate
 from vla_data.loader.episode_cache import EpisodeCache, IdLists
 
 
@@ -62,17 +62,48 @@ def test_corrupt_jpeg_still_fails():
         decode_image(bytes(data[: len(data) // 2]))
 
 
-def test_image_batch_is_channels_last_with_the_sample_values():
+def test_batch_is_one_buffer_with_channels_last_images_and_the_sample_values():
+    from vla_data.tokenizers.prompt import SampleTokens
+
     frames = [photo(24, 32, seed=s) for s in range(4)]
-    samples = [f.transpose(2, 0, 1) for f in frames[:3]] + [
-        np.ascontiguousarray(frames[3].transpose(2, 0, 1))
+    samples = []
+    for b, frame in enumerate(frames):
+        n = 5 + b
+        samples.append(
+            {
+                "images": {"a": frame.transpose(2, 0, 1), "b": np.zeros((3, 24, 32), np.uint8)},
+                "image_masks": {"a": True, "b": False},
+                "tokens": SampleTokens(np.arange(n), np.arange(n) > 2, np.arange(n) > 3, np.arange(n) == 4),
+                "state": np.full(6, b, np.float32),
+                "actions": np.full((3, 6), b, np.float32),
+                "action_is_pad": np.array([False, False, b > 1]),
+                "action_dim_mask": np.ones(6, bool),
+                "has_actions": True,
+                "source": b % 2,
+                "images_dropped": 0,
+                "where": f"sample {b}",
+            }
+        )
+    batch = Collate(max_tokens=12, pad_id=99, truncate=True, count_dropped_images=True)(samples)
+    images = batch["images"]["a"]
+    assert images.shape == (4, 3, 24, 32) and images.dtype == torch.uint8
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(
+        images.contiguous(), torch.from_numpy(np.stack([f.transpose(2, 0, 1) for f in frames]))
+    )
+    assert not batch["images"]["b"].any() and batch["image_masks"]["b"].tolist() == [False] * 4
+    assert batch["tokens"][3].tolist() == list(range(8)) + [99] * 4
+    assert batch["token_mask"].sum(1).tolist() == [5, 6, 7, 8] and batch["fast_token_mask"].sum().item() == 4
+    assert batch["state"][:, 0].tolist() == [0, 1, 2, 3] and batch["action_is_pad"][:, 2].tolist() == [
+        0,
+        0,
+        1,
+        1,
     ]
-    batch = _stack_images(samples)
-    assert batch.shape == (4, 3, 24, 32) and batch.dtype == torch.uint8
-    assert batch.is_contiguous(memory_format=torch.channels_last)
-    for b, sample in enumerate(samples):
-        np.testing.assert_array_equal(batch[b].numpy(), sample)
-    assert torch.equal(batch.contiguous(), torch.from_numpy(np.stack(samples)))
+    assert batch["source"].dtype == torch.int64 and batch["source"].tolist() == [0, 1, 0, 1]
+    assert not batch["truncated"].any() and batch["has_actions"].all()
+    tensors = [batch[k] for k in batch if isinstance(batch[k], torch.Tensor)] + list(batch["images"].values())
+    assert len({t.untyped_storage().data_ptr() for t in tensors}) == 1  # one buffer: one fd per batch
 
 
 def test_episode_cache_is_bounded_by_entries_and_bytes():
@@ -106,3 +137,17 @@ def test_id_lists_match_arrow_rows_across_record_batches():
     assert [ids[r].tolist() for r in range(len(rows))] == rows
     sliced = pa.chunked_array([pa.array(rows, pa.list_(pa.int32())).slice(2)])  # a non-zero offset
     assert [IdLists(sliced)[r].tolist() for r in range(3)] == rows[2:]
+
+
+def test_binary_views_cut_the_same_bytes_as_arrow():
+    from vla_data.loader.episode_cache import binary_views
+
+    values = [b"\xff\xd8one", b"", None, b"three", b"\x00four"]
+    for kind in (pa.binary(), pa.large_binary()):
+        array = pa.array(values, kind)
+        for column in (array, array.slice(1), pa.chunked_array([array.slice(2)])):
+            offsets, data = binary_views(column)
+            expected = column.to_pylist()
+            assert [data[offsets[i] : offsets[i + 1]].tobytes() for i in range(len(expected))] == [
+                v or b"" for v in expected
+            ]

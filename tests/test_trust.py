@@ -375,3 +375,112 @@ def test_resume_into_a_missing_folder_says_it_starts_fresh(tmp_path):
     with pytest.warns(UserWarning, match="does not exist, so there is nothing to resume; starting a fresh"):
         manifest = convert(source, tmp_path / "out", ConvertOptions(resume=True))
     assert manifest.num_episodes == 1
+
+
+# -- item 5: the JPEG segment walk at conversion, `verify --deep` ----------------------------------
+def test_conversion_walks_jpeg_segments_where_the_old_marker_check_passed():
+    from tests.corpus.make_corpus import _jpeg_frame, corrupt_entropy_jpeg
+    from vla_data.frame_check import decode_problem, structure_problem
+    from vla_data.images import decode_image, looks_complete
+
+    bad_length = bytearray(_jpeg_frame())
+    bad_length[bad_length.index(b"\xff\xdb") + 3] += 5
+    assert looks_complete(bytes(bad_length))  # SOI and a final EOI: the old check let it through
+    assert "expected a marker" in structure_problem(bytes(bad_length))
+    cut = _jpeg_frame()[:-40] + b"\xff\xd9"  # truncated entropy data, EOI appended: still a whole structure
+    assert structure_problem(cut) is None
+    corrupt = corrupt_entropy_jpeg()
+    assert structure_problem(corrupt) is None and decode_image(corrupt).shape == (8, 8, 3)  # PIL: silent
+    assert "Corrupt JPEG data" in decode_problem(corrupt)
+    png = encode_png_frame()
+    assert structure_problem(png) is None and "CRC mismatch" in structure_problem(
+        png[:40] + b"\x00" + png[41:]
+    )
+
+
+def encode_png_frame():
+    from vla_data.images import encode_image
+
+    return encode_image(np.full((8, 8, 3), 7, np.uint8), "png")
+
+
+def test_verify_deep_names_the_first_bad_frame_per_camera(tmp_path):
+    from tests.corpus.make_corpus import _jpeg_frame, corrupt_entropy_jpeg
+
+    good, bad = _jpeg_frame(), corrupt_entropy_jpeg()
+    frames = [good, good, good, bad, good, bad]
+    rows = np.zeros((6, max(len(good), len(bad))), np.uint8)  # ACT's zero-padded JPEG rows
+    for i, frame in enumerate(frames):
+        rows[i, : len(frame)] = np.frombuffer(frame, np.uint8)
+    clean = np.zeros_like(rows)
+    clean[:, : len(good)] = np.frombuffer(good, np.uint8)
+    with h5py.File(tmp_path / "episode_0.hdf5", "w") as f:
+        f.create_dataset("action", data=np.zeros((6, 2)))
+        f.create_dataset("observations/qpos", data=np.zeros((6, 2)))
+        f.create_dataset("observations/images/cam_a", data=rows)
+        f.create_dataset("observations/images/cam_b", data=clean)
+    out = tmp_path / "out"
+    assert (
+        run("convert", "hdf5", tmp_path / "episode_0.hdf5", out, "--layout", "aloha", "--quiet").exit_code
+        == 0
+    )
+    assert run("verify", out).exit_code == 0  # hashes and indices are fine
+    result = run("verify", out, "--deep")
+    assert result.exit_code == 1
+    assert (
+        "shards/shard-00000.arrow row 3 column 'observation.images.cam_a' (episode 0, frame 3): "
+        "JPEG cannot be decoded cleanly (Corrupt JPEG data" in result.output
+    )
+    assert "(and 1 more bad frames of this camera)" in result.output and "cam_b" not in result.output
+    report = json.loads(run("verify", out, "--deep", "--json").output)
+    assert not report["ok"] and len(report["problems"]) == 1
+
+
+# -- item 3: camera size that changes between episodes ------------------------------------------------
+@pytest.fixture
+def mixed_sizes(tmp_path):
+    from vla_data.samples import write_aloha_episode
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, height in enumerate([16, 16, 24, 16]):
+        write_aloha_episode(src / f"episode_{i}.hdf5", seed=i, steps=6, height=height, width=16)
+    return src
+
+
+def test_camera_size_change_is_the_same_error_in_every_executor(mixed_sizes, tmp_path):
+    expected = (
+        "episode_2.hdf5, episode /, key 'observations/images/cam_high (observation.images.cam_high)': "
+        "frames are 24x16 (height x width), the dataset's earlier episodes store 16x16; pass --image-size"
+    )
+    messages = []
+    for executor in ("stream", "local"):
+        out = tmp_path / executor
+        result = run(*aloha_args(mixed_sizes, out, "--executor", executor, "--unit-episodes", "1"))
+        assert result.exit_code == 1 and expected in last_line(result), result.output
+        assert ".units" not in last_line(result) and not (out / "manifest.json").exists()
+        messages.append(last_line(result).split(": ", 2)[-1])
+    assert messages[0] == messages[1]
+
+
+def test_camera_size_change_skipped_or_resized_alike(mixed_sizes, tmp_path):
+    kept = {}
+    for executor in ("stream", "local"):
+        out = tmp_path / executor
+        args = aloha_args(
+            mixed_sizes, out, "--executor", executor, "--unit-episodes", "1", "--on-error", "skip"
+        )
+        assert run(*args).exit_code == 0
+        manifest = strict_json(out / "manifest.json")
+        kept[executor] = (
+            sum(s["episodes"] for s in manifest["shards"]),
+            [s["source_ref"] for s in manifest["skipped"]],
+        )
+        resized = tmp_path / f"{executor}-resized"
+        args = aloha_args(
+            mixed_sizes, resized, "--executor", executor, "--unit-episodes", "1", "--image-size", "16"
+        )
+        assert run(*args).exit_code == 0 and run("verify", resized, "--deep").exit_code == 0
+        camera = strict_json(resized / "manifest.json")["features"]["observation.images.cam_high"]
+        assert (camera["height"], camera["width"]) == (16, 16)
+    assert kept["stream"] == kept["local"] and kept["stream"][0] == 3 and len(kept["stream"][1]) == 1

@@ -198,6 +198,47 @@ def test_web_detection_boxes(tmp_path):
     assert cat["kind"] == "detection" and cat["turns"] == []
 
 
+def write_web_datasets(folder: Path) -> dict[str, Path]:
+    """A LLaVA conversation with two images and two turns each side, and a RefCOCO box."""
+    from vla_data.convert import ConvertOptions, convert
+    from vla_data.images import encode_image
+    from vla_data.sources.web import WebSource
+
+    raw = folder / "raw"
+    raw.mkdir(parents=True)
+    left = np.zeros((32, 64, 3), np.uint8)
+    left[:, :32] = 200
+    (raw / "a.png").write_bytes(encode_image(left, "png"))
+    (raw / "b.jpg").write_bytes(encode_image(np.full((48, 48, 3), 90, np.uint8), "jpeg"))
+    talk = ["<image>\n<image>\nWhat differs?", "The brightness.", "Which is darker?", "The second."]
+    conversation = [{"from": "human" if i % 2 == 0 else "gpt", "value": v} for i, v in enumerate(talk)]
+    llava = [{"id": "x1", "image": ["a.png", "b.jpg"], "conversations": conversation}]
+    (raw / "llava.json").write_text(json.dumps(llava))
+    convert(WebSource(str(raw / "llava.json"), format="llava"), folder / "llava", ConvertOptions())
+    ref = {"ref_id": 7, "file_name": "a.png", "bbox": [8, 8, 24, 16], "sentences": ["bright half"]}
+    (raw / "ref.jsonl").write_text(json.dumps(ref) + "\n")
+    convert(WebSource(str(raw / "ref.jsonl"), format="refcoco"), folder / "ref", ConvertOptions())
+    return {"raw": raw, "llava": folder / "llava", "ref": folder / "ref"}
+
+
+def test_web_sample_with_images_and_turns(tmp_path):
+    web = write_web_datasets(tmp_path)
+    with ViewServer(ViewApp(web["llava"]), port=0) as s:
+        sample = get_json(s, "api/d/0/sample/0")
+        assert sample["id"] == "x1" and sample["kind"] == "chat"
+        assert [(t["role"], t["text"]) for t in sample["turns"]] == [
+            ("user", "What differs?"),
+            ("assistant", "The brightness."),
+            ("user", "Which is darker?"),
+            ("assistant", "The second."),
+        ]
+        assert [(i["width"], i["height"]) for i in sample["images"]] == [(64, 32), (48, 48)]
+        for image, name in zip(sample["images"], ("a.png", "b.jpg"), strict=True):
+            assert get(s, image["url"])[2] == (web["raw"] / name).read_bytes()  # bytes copied unchanged
+        status, _, body = get(s, "api/d/0/image/0/2.png")
+        assert status == 404 and "has 2 images" in json.loads(body)["error"]
+
+
 def test_loader_batch_is_the_training_batch(server, demo):
     loader = make_loader(demo["loader"])
     stream = iter(loader)
@@ -327,6 +368,12 @@ def test_cli_export_and_serve(demo, tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and str(tmp_path / "site" / "index.html") in out
     assert (tmp_path / "site/api/d/0/episode/1.js").exists() and not (tmp_path / "site/api/batch").exists()
+
+    with ViewServer(ViewApp(demo["dataset"]), port=0) as taken:
+        port = str(taken.httpd.server_address[1])
+        proc = _cli(str(demo["dataset"]), "--port", port, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "--port" in err
 
     proc = _cli(str(demo["dataset"]), "--port", "0")
     try:

@@ -203,6 +203,46 @@ def test_dataset_episode_and_batch_pages(demo, browser, tmp_path):
         screenshot(browser, tmp_path, "view-web-sample")
 
 
+def test_web_sample_pages(browser, tmp_path):
+    """Several images, the turns in order, and boxes drawn over their image with their labels."""
+    from tests.test_view import write_web_datasets
+
+    web = write_web_datasets(tmp_path / "web")
+    with ViewServer(ViewApp(web["llava"]), port=0) as server:
+        browser.get(server.url + "#/d/0/sample/0")
+        wait_page(browser, "#/d/0/sample/0")
+        wait_for(
+            browser, "[...document.querySelectorAll('.boxed img')].every(i => i.complete && i.naturalWidth)"
+        )
+        sizes = browser.execute_script(
+            "return [...document.querySelectorAll('.boxed img')].map(i => [i.naturalWidth, i.naturalHeight])"
+        )
+        assert sizes == [[64, 32], [48, 48]]
+        turns = browser.execute_script(
+            "return [...document.querySelectorAll('.turn')].map(t => [t.className, t.lastChild.textContent])"
+        )
+        assert turns == [
+            ["turn user", "What differs?"],
+            ["turn assistant", "The brightness."],
+            ["turn user", "Which is darker?"],
+            ["turn assistant", "The second."],
+        ]
+        screenshot(browser, tmp_path, "view-web-chat")
+    with ViewServer(ViewApp(web["ref"]), port=0) as server:
+        browser.get(server.url + "#/d/0/sample/0")
+        wait_page(browser, "#/d/0/sample/0")
+        boxes = browser.execute_script(
+            "return [...document.querySelectorAll('.boxed rect.box')].map(r => "
+            "['x', 'y', 'width', 'height'].map(a => +r.getAttribute(a)))"
+        )
+        assert boxes == [[8, 8, 24, 16]]  # pixels of the stored image, drawn in its coordinates
+        labels = browser.execute_script(
+            "return [...document.querySelectorAll('.boxed text')].map(t => t.textContent)"
+        )
+        assert labels == ["bright half"]
+        screenshot(browser, tmp_path, "view-web-boxes")
+
+
 def test_static_export_opens_from_disk(demo, browser, tmp_path):
     ds = ShardDataset(demo["dataset"])
     index = export_site(ViewApp(demo["loader"]), tmp_path / "site", episodes=(2,), batches=1)

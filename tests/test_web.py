@@ -376,3 +376,50 @@ def test_peak_traced_memory_does_not_grow_with_the_dataset(tmp_path, fmt):
     dataset_bytes = 960 * len(noise_png())  # 9 MB of images
     assert peaks[960] < 1.1 * peaks[120] + 100_000, peaks
     assert peaks[960] < 0.7 * dataset_bytes, (peaks, dataset_bytes)
+
+
+def test_field_names_of_a_variant_and_unclear_layouts(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg(5))
+    row = {
+        "uid": "m1",
+        "img": "a.jpg",
+        "messages": [{"role": "user", "content": "<image>\nHi?"}, {"role": "assistant", "content": "Hello."}],
+    }
+    (tmp_path / "chat.jsonl").write_text(json.dumps(row) + "\n")
+    fields = ("--field", "conversations=messages", "--field", "role=role", "--field", "text=content")
+    args = ("--field", "image=img", "--field", "id=uid", *fields)
+    run_cli("convert", "web", tmp_path / "chat.jsonl", tmp_path / "out", "--format", "llava", *args)
+    (sample,) = samples(tmp_path / "out")
+    assert (sample.id, sample.turns) == ("m1", [("user", "Hi?"), ("assistant", "Hello.")])
+    (tmp_path / "caps.jsonl").write_text(json.dumps({"url": "a.jpg", "caption": "x"}) + "\n")
+    with pytest.raises(SourceError, match=r"cannot tell the layout .*--field answer=caption --kind caption"):
+        WebSource(str(tmp_path / "caps.jsonl"))
+    with pytest.raises(ValueError, match=r"unknown web field name\(s\) \['answr'\]"):
+        WebSource(str(tmp_path / "chat.jsonl"), fields={"answr": "x"})
+
+
+def test_bench_convert_web_small(tmp_path):
+    args = ("bench", "convert", "--format", "web", "--sizes", "60,240", "--dir", tmp_path, "--json")
+    result = json.loads(run_cli(*args).output)
+    assert [(r["format"], r["samples"]) for r in result["runs"]] == [
+        ("wds", 60),
+        ("wds", 240),
+        ("llava", 60),
+        ("llava", 240),
+    ]
+    for row in result["runs"]:
+        assert (
+            row["convert_samples_per_s"] > 0 and row["bound_samples_per_s"] > 0 and row["convert_rss_mb"] > 0
+        )
+    assert set(result["largest_over_smallest"]) == {"wds", "llava"}
+
+
+def test_readme_caption_command_detects_jsonl_from_the_named_answer_field(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg(9))
+    (tmp_path / "captions.jsonl").write_text(
+        json.dumps({"image": "a.jpg", "caption": "a grey square"}) + "\n"
+    )
+    args = ("--kind", "caption", "--prompt-field", "", "--answer-field", "caption")
+    run_cli("convert", "web", tmp_path / "captions.jsonl", tmp_path / "out", *args)
+    (sample,) = samples(tmp_path / "out")
+    assert (sample.kind, sample.turns) == ("caption", [("user", ""), ("assistant", "a grey square")])

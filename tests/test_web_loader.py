@@ -246,3 +246,23 @@ def test_loc_tokens_are_single_ids_with_a_paligemma_like_tokenizer(tmp_path):
     assert [vocab[i] for i in ids[:8]] == ["<bos>", "detect", "cat", ";", "dog", ";", "cup", "\n"]
     assert [vocab[i] for i in ids[8:13]] == ["<loc0384>", "<loc0256>", "<loc0639>", "<loc0767>", "cat"]
     assert ids[-1] == tokenizer.token_to_id("<eos>")
+
+
+def test_tail_fast_mapping_refuses_the_loc_ids_of_the_text_tokenizer(tmp_path):
+    """The FAST range guard sees the <loc> ids of the configured tokenizer.json (issue 12 item 4)."""
+    from tokenizers import AddedToken, Tokenizer, models
+
+    from vla_data.tokenizers import FastTokenizer
+
+    words = ["<pad>", "<eos>", "<bos>"] + [f"w{i}" for i in range(600)]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    tokenizer.add_tokens([AddedToken(f"<loc{i:04d}>", normalized=False) for i in range(1024)])
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    chunks = np.random.default_rng(0).uniform(-1, 1, (200, 10, 2))
+    FastTokenizer.fit(chunks, vocab_size=300).save_pretrained(tmp_path / "fast")
+    data = boxes_dataset(tmp_path / "web")
+    config = dict(text_tokenizer=str(tmp_path / "tokenizer.json"), fast_tokenizer=str(tmp_path / "fast"))
+    with pytest.raises(VlaDataError, match=r"over \d+ location/segmentation tokens .*set fast_skip >= 1024"):
+        make_loader(web_config(data, fast_mapping="tail", fast_skip=128, **config))
+    sample = web_samples(data, fast_mapping="tail", fast_skip=1024, **config)[0]  # clear of the <loc> ids
+    assert sample["tokens"].tokens[0] == tokenizer.token_to_id("<bos>")

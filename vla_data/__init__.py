@@ -22,6 +22,8 @@ _LAZY = {
     "LeRobotSource": "vla_data.sources.lerobot",
     "RLDSSource": "vla_data.sources.rlds",
     "WebSource": "vla_data.sources.web",
+    "WebSample": "vla_data.sources.web_sample",
+    "read_web_sample": "vla_data.sources.web_sample",
     "merge_datasets": "vla_data.shards.merge",
     "FastTokenizer": "vla_data.tokenizers.fast",
     "BinningTokenizer": "vla_data.tokenizers.binning",

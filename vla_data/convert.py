@@ -17,13 +17,13 @@ from tqdm import tqdm
 
 from vla_data.episode import Episode
 from vla_data.errors import SourceError
+from vla_data.frame_check import frame_size, structure_problem
 from vla_data.images import (
     ImageFormat,
     ResizeMode,
     decode_image,
     encode_image,
     image_format_of,
-    looks_complete,
     resize,
 )
 from vla_data.resume import check_same_settings, note_fresh_start
@@ -91,22 +91,27 @@ def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
     unless a resize is asked for."""
     images: dict[str, list[bytes]] = {}
     original: dict[str, tuple[int, int]] = {}
+    stored: dict[str, tuple[int, int]] = {}
     for camera, frames in episode.images.items():
         if isinstance(frames, list) and not options.image_size:
             for step, data in enumerate(frames):
-                if not looks_complete(data):
-                    raise _image_error(episode, camera, step, "bytes are not a complete JPEG or PNG image")
+                if problem := structure_problem(data):
+                    raise _image_error(
+                        episode, camera, step, f"bytes are not a complete JPEG or PNG image: {problem}"
+                    )
+                _same_size(episode, camera, step, frame_size(data), stored)
             images[camera] = list(frames)
             continue
         if isinstance(frames, list):  # encoded, to be resized
             frames = (_decode(b, episode, camera, i) for i, b in enumerate(frames))
         # raw frames: a uint8 [T, H, W, 3] array or a stream of them (video), encoded one by one
         encoded = []
-        for frame in frames:
+        for step, frame in enumerate(frames):
             if not encoded:
                 original[camera] = tuple(frame.shape[:2])
             if options.image_size:
                 frame = resize(frame, *options.image_size, options.resize_mode)
+            _same_size(episode, camera, step, tuple(frame.shape[:2]), stored)
             encoded.append(encode_image(frame, options.image_format, options.jpeg_quality))
         images[camera] = encoded
     arrays = episode.arrays
@@ -116,7 +121,49 @@ def prepare_episode(episode: Episode, options: ConvertOptions) -> Episode:
             k: v.astype(target) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
             for k, v in arrays.items()
         }
-    return replace(episode, arrays=arrays, images=images, original_image_sizes=original)
+    return replace(
+        episode, arrays=arrays, images=images, original_image_sizes=original, stored_image_sizes=stored
+    )
+
+
+def _same_size(episode: Episode, camera: str, step: int, size, stored: dict[str, tuple[int, int]]) -> None:
+    """Every frame of a camera has the size of its first frame (the stored size, after any resize)."""
+    if size is None:
+        return
+    first = stored.setdefault(camera, tuple(size))
+    if tuple(size) != first:
+        raise _image_error(
+            episode,
+            camera,
+            step,
+            f"frame is {size[0]}x{size[1]}, step 0 is {first[0]}x{first[1]}; pass --image-size HxW to "
+            "store every frame at one size",
+        )
+
+
+def check_image_sizes(episode: Episode, expected: dict[str, tuple[int, int]]) -> None:
+    """The episode's cameras have the dataset's frame size (that of its first episode): an error naming
+    the source file, episode, camera and both sizes, handled by `--on-error` like any bad episode."""
+    for camera, size in episode.stored_image_sizes.items():
+        want = expected.get(camera)
+        if want is not None and tuple(want) != tuple(size):
+            raise SourceError(
+                f"frames are {size[0]}x{size[1]} (height x width), the dataset's earlier episodes store "
+                f"{want[0]}x{want[1]}; pass --image-size {want[0]}x{want[1]} (or any HxW) to resize every "
+                "episode to one size",
+                file=episode.source_ref.get("file", "?"),
+                episode=episode.source_ref.get("episode", episode.index),
+                key=episode.key_name(IMAGE_PREFIX + camera),
+            )
+
+
+def image_sizes_of(features: dict[str, Feature]) -> dict[str, tuple[int, int]]:
+    """camera -> (height, width) stored, from a dataset's image features."""
+    return {
+        name[len(IMAGE_PREFIX) :]: (f.height, f.width)
+        for name, f in features.items()
+        if f.kind == "image" and f.height and f.width
+    }
 
 
 def _image_error(episode: Episode, camera: str, step: int, reason: str) -> SourceError:
@@ -224,8 +271,12 @@ def convert(
     feature_names: dict[str, tuple[str, ...]] | None = None,
     refs: list[dict[str, Any]] | None = None,
     allow_empty: bool = False,
+    image_sizes: dict[str, tuple[int, int]] | None = None,
 ) -> Manifest:
     """Convert every episode of `source` into a dataset at `out` and return its manifest.
+
+    Every episode's frames must have the size of the first episode's (or `image_sizes`, camera ->
+    (height, width), which conversion units get from the dataset's first episode).
 
     With `on_error="skip"`, an episode whose reading raises `SourceError` is listed in
     `manifest.skipped` and the rest is converted; with "fail" the first one stops the conversion
@@ -272,6 +323,8 @@ def convert(
                 try:
                     if isinstance(result, SourceError):
                         raise result
+                    if image_sizes or writer.features:
+                        check_image_sizes(result, image_sizes or image_sizes_of(writer.features))
                     if writer.features is None:
                         writer.set_features(result.fps, infer_features(result, feature_names))
                     writer.skip_samples(result.skipped_samples, position=position)

@@ -28,6 +28,7 @@ class Episode:
     timestamps: np.ndarray | None = None  # [T] seconds; default frame_index / fps
     original_image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # set when resized
     source_keys: dict[str, str] = field(default_factory=dict)  # canonical name -> key in the source
+    stored_image_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # set once encoded
     # web groups: single samples left out ({"source_ref": ..., "reason": ...}), listed in the manifest
     skipped_samples: list[dict] = field(default_factory=list)
 

@@ -24,6 +24,20 @@ FeatureKind = Literal["action", "state", "image", "scalar", "array", "text", "li
 # kind "list": a variable-length list per row (web samples' turns, images, boxes); `dtype` is the
 # element type ("string", "binary" or a numeric dtype) and `shape` the per-element shape.
 LIST_ELEMENT_TYPES = {"string": pa.string(), "binary": pa.binary()}
+NUMERIC_DTYPES = (
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,8 @@ def list_feature(name: str, arrow_type: pa.DataType) -> Feature:
     if pa.types.is_fixed_size_list(element):
         shape, element = (element.list_size,), element.value_type
     names = {v: k for k, v in LIST_ELEMENT_TYPES.items()}
-    dtype = names.get(element) or element.to_pandas_dtype().__name__
+    names.update({pa.from_numpy_dtype(np.dtype(n)): n for n in NUMERIC_DTYPES})
+    dtype = names[element]
     return Feature(name=name, kind="list", dtype=dtype, shape=shape)
 
 

@@ -29,13 +29,39 @@ def unit_dir(out: Path, index: int) -> Path:
     return out / STAGING_DIR / f"unit-{index:05d}"
 
 
-def convert_unit(source, refs: list[dict[str, Any]], out: str, options, feature_names) -> str:
-    """One unit: a plain conversion of `refs` into `out` (resumed if a previous run started it)."""
+def convert_unit(
+    source, refs: list[dict[str, Any]], out: str, options, feature_names, image_sizes=None
+) -> str:
+    """One unit: a plain conversion of `refs` into `out` (resumed if a previous run started it).
+    `image_sizes` are the dataset's frame sizes (from its first episode), so a unit whose episodes
+    store another size fails or skips them exactly as the stream executor does."""
     from vla_data.convert import convert
 
     unit_options = replace(options, executor="stream", workers=1, resume=Path(out).exists(), progress=False)
-    convert(source, out, unit_options, refs=refs, feature_names=feature_names, allow_empty=True)
+    convert(
+        source,
+        out,
+        unit_options,
+        refs=refs,
+        feature_names=feature_names,
+        allow_empty=True,
+        image_sizes=image_sizes,
+    )
     return out
+
+
+def first_image_sizes(source, refs: list[dict[str, Any]], options) -> dict[str, tuple[int, int]] | None:
+    """The stored frame sizes of the first episode that converts (the one that fixes the dataset's
+    features, as in the stream executor); None with `--image-size` (every frame gets that size)."""
+    from vla_data.convert import _read_prepared
+
+    if options.image_size:
+        return None
+    for ref in refs:
+        episode = _read_prepared(source, ref, options)
+        if not isinstance(episode, Exception):
+            return episode.stored_image_sizes
+    return None
 
 
 def convert_in_units(source, out: str | Path, options) -> Manifest:
@@ -62,7 +88,8 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
     ]
     for refs_of_unit, unit in jobs:
         check_unit(out, Path(unit), settings, refs_of_unit)
-    shared = (source, options, feature_names)  # sent once per worker, not once per unit
+    sizes = first_image_sizes(source, refs, options)
+    shared = (source, options, feature_names, sizes)  # sent once per worker, not once per unit
     show = sys.stderr.isatty() if options.progress is None else options.progress
     with tqdm(total=len(jobs), unit="unit", desc=f"convert ({options.executor})", disable=not show) as bar:
         if options.executor == "ray":
@@ -74,7 +101,7 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
     return manifest
 
 
-_SHARED: tuple = ()  # (source, options, feature_names) of this worker process
+_SHARED: tuple = ()  # (source, options, feature_names, image_sizes) of this worker process
 
 
 def _init_worker(shared: tuple) -> None:

@@ -113,9 +113,38 @@ def truncated_tfrecord(folder: Path) -> list[str]:
     return ["convert", "rlds", str(root), str(folder / "out"), "--fps", "10"]
 
 
-def undecodable_jpeg(folder: Path) -> list[str]:
-    root = _tfds(folder, image=b"\xff\xd8\xff\xe0" + b"garbage" * 10)
+def _jpeg_frame() -> bytes:
+    rng = np.random.default_rng(0)
+    return encode_image(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), "jpeg")
+
+
+def corrupt_entropy_jpeg() -> bytes:
+    """A JPEG whose every marker segment is intact (so conversion, which copies frames, accepts it)
+    but whose entropy-coded data is overwritten: only a decode finds it."""
+    data = bytearray(_jpeg_frame())
+    scan = data.index(b"\xff\xda")
+    start, end = scan + 2 + int.from_bytes(data[scan + 2 : scan + 4], "big"), data.rindex(b"\xff\xd9")
+    for i in range(start + 2, end - 2, 3):
+        if data[i] != 0xFF and data[i - 1] != 0xFF:  # never create or break a marker
+            data[i] = 0x5A
+    return bytes(data)
+
+
+def jpeg_bad_segment_length(folder: Path) -> list[str]:
+    data = bytearray(_jpeg_frame())
+    table = data.index(b"\xff\xdb")  # the quantisation table segment claims 5 bytes more than it has
+    data[table + 3] += 5
+    root = _tfds(folder, image=bytes(data))
     return ["convert", "rlds", str(root), str(folder / "out"), "--fps", "10"]
+
+
+def undecodable_jpeg(folder: Path) -> list[str]:
+    from vla_data.convert import convert
+    from vla_data.sources.rlds import RLDSSource
+
+    root = _tfds(folder, image=corrupt_entropy_jpeg())
+    convert(RLDSSource.from_path(root, fps=10), folder / "dataset")
+    return ["verify", "--deep", str(folder / "dataset")]
 
 
 def unknown_feature_type(folder: Path) -> list[str]:
@@ -277,9 +306,16 @@ CASES = [
         r"info\.json, key 'codebase_version': codebase_version 'v1\.6' is not supported; supported: v2\.0, v2\.1, v3\.0",
     ),
     Case(
+        "jpeg_bad_segment_length",
+        jpeg_bad_segment_length,
+        r"episode train/1, key 'steps/observation/image \(observation\.images\.image\)': step 2: bytes are not "
+        r"a complete JPEG or PNG image: JPEG byte \d+: expected a marker",
+    ),
+    Case(
         "undecodable_jpeg",
         undecodable_jpeg,
-        r"episode train/1, key 'steps/observation/image \(observation\.images\.image\)': step 2: bytes are not a complete JPEG or PNG image",
+        r"dataset: 1 problem found; the first: shards/shard-00000\.arrow row 6 column "
+        r"'observation\.images\.image' \(episode 1, frame 2\): JPEG cannot be decoded cleanly \(Corrupt JPEG data",
     ),
     Case(
         "features_json_unknown_type",

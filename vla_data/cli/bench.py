@@ -18,9 +18,21 @@ def bench() -> None:
 @click.option(
     "--format",
     "source_format",
-    type=click.Choice(["hdf5", "rlds", "lerobot"]),
+    type=click.Choice(["hdf5", "rlds", "lerobot", "web"]),
     default="hdf5",
     show_default=True,
+)
+@click.option(
+    "--sizes",
+    default="10000,40000",
+    show_default=True,
+    help="web: comma-separated dataset sizes (samples) to convert.",
+)
+@click.option(
+    "--web-formats",
+    default="wds,llava",
+    show_default=True,
+    help="web: comma-separated source layouts to generate (wds, llava).",
 )
 @click.option(
     "--frames", type=int, default=20000, show_default=True, help="Total frames of the generated dataset."
@@ -47,7 +59,17 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench_convert(
-    source_format, frames, episode_length, image_size, workers, executors, repeats, work_dir, as_json
+    source_format,
+    sizes,
+    web_formats,
+    frames,
+    episode_length,
+    image_size,
+    workers,
+    executors,
+    repeats,
+    work_dir,
+    as_json,
 ) -> None:
     """Conversion speed against a bound measured in the same run.
 
@@ -58,6 +80,9 @@ def bench_convert(
           reading the same TFRecords with CRC checks only.
     lerobot: frames/s of `convert lerobot` on a generated H.264 video dataset (6,000 frames,
           240x320) for each --workers value, next to PyAV decoding the same videos.
+    web:  samples/s and peak RSS of `convert web` for each of --sizes generated samples (one
+          --image-size JPEG each; WebDataset tars and LLaVA JSON Lines + image files), next to
+          reading + copying the same image bytes alone.
     """
     from vla_data.bench import bench_convert as run
     from vla_data.bench import (
@@ -74,6 +99,18 @@ def bench_convert(
             workers=[int(w) for w in workers.split(",")], repeats=max(repeats, 3), work_dir=work_dir
         )
         click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
+        return
+    if source_format == "web":
+        from vla_data.bench.web import bench_convert_web, format_web_table
+
+        result = bench_convert_web(
+            sizes=tuple(int(n) for n in sizes.split(",")),
+            formats=tuple(f.strip() for f in web_formats.split(",")),
+            image_size=parse_size(image_size),
+            repeats=repeats,
+            work_dir=work_dir,
+        )
+        click.echo(json.dumps(result, indent=1) if as_json else format_web_table(result))
         return
     if source_format == "rlds":
         result = bench_convert_rlds(repeats=max(repeats, 3), work_dir=work_dir)
@@ -142,6 +179,40 @@ def bench_images(frames, repeats, as_json) -> None:
 
     result = run(frames=frames, repeats=repeats)
     click.echo(json.dumps(result, indent=1) if as_json else format_images_table(result))
+
+
+@bench.command("lerobot")
+@click.option(
+    "--dataset",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A LeRobot v3.0 dataset root (e.g. AV1 video, 2 cameras) to read both ways.",
+)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--horizon", type=int, default=50, show_default=True)
+@click.option("--batches", type=int, default=20, show_default=True)
+@click.option("--workers", default="0,2", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_lerobot(dataset, batch_size, horizon, batches, workers, as_json) -> None:
+    """LeRobot's LeRobotDataset (delta_timestamps action chunk, frames resized to 224x224) against
+    our loader on the same episodes converted with --image-size 224: samples/s and the ratio.
+    Needs the optional `lerobot` package; without it, says why it skipped (exit 0)."""
+    from vla_data.bench.lerobot import LEROBOT_MISSING, bench_lerobot, format_lerobot_table, lerobot_available
+
+    if not lerobot_available():
+        result = {"skipped": LEROBOT_MISSING}
+    elif dataset is None:
+        raise click.UsageError("bench lerobot needs --dataset ROOT (a LeRobot v3.0 dataset)")
+    else:
+        result = bench_lerobot(
+            dataset,
+            batch_size=batch_size,
+            horizon=horizon,
+            batches=batches,
+            workers=tuple(int(w) for w in workers.split(",")),
+        )
+    click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
 
 
 @bench.command("loader")

@@ -165,7 +165,7 @@ def parse_mapping(items: tuple[str, ...], map_file: str | None) -> dict[str, str
     "--fps",
     type=float,
     default=None,
-    help="Frames per second (default: file attributes, else 50 aloha / 20 robomimic).",
+    help="Frames per second (default: file attributes, else 50 aloha / 20 robomimic / 10 map, with a warning).",
 )
 @conversion_options
 @friendly_errors
@@ -278,6 +278,9 @@ def convert_rlds(src, out, splits, maps, action_keys, preset, fps, task, **kw) -
 def run_and_report(source, out: str, options: ConvertOptions) -> None:
     """Convert, describe the result, and warn about what the data leaves unsaid."""
     from vla_data.assumptions import empty_task_warning
+    from vla_data.shards import ShardDataset
+    from vla_data.splits import source_splits, write_splits
+    from vla_data.storage import is_uri
 
     manifest = run_convert(source, out, options)
     click.echo(describe_dataset(out))
@@ -285,6 +288,12 @@ def run_and_report(source, out: str, options: ConvertOptions) -> None:
         click.echo(f"{len(manifest.skipped)} episodes skipped (see manifest.json 'skipped')", err=True)
     if warning := empty_task_warning(out):
         click.echo(warning, err=True)
+    if not is_uri(out) and (splits := source_splits(ShardDataset(out))):
+        write_splits(out, splits, {"from": "source"})
+        click.echo(
+            "splits kept from the source in splits.json: "
+            + ", ".join(f"{n} {len(e)}" for n, e in splits.items())
+        )
 
 
 def parse_cameras(items: tuple[str, ...]) -> dict[str, str]:

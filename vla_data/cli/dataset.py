@@ -24,15 +24,21 @@ def info(out: str, as_json: bool) -> None:
 @click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help='Print {"dataset", "ok", "problems"} as JSON.')
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also decode every stored frame strictly; names the first bad frame per camera (shard, row, column).",
+)
 @friendly_errors
-def verify(out: str, as_json: bool) -> None:
-    """Check every shard's sha256, row counts and episode/frame indices against the manifest.
+def verify(out: str, as_json: bool, deep: bool) -> None:
+    """Check every shard's sha256, row counts and episode/frame indices against the manifest
+    (with --deep, also decode every frame).
 
     Exits non-zero and lists each problem when anything disagrees.
     """
     from vla_data.shards import verify_dataset
 
-    problems = verify_dataset(out)
+    problems = verify_dataset(out, deep=deep)
     if as_json:
         click.echo(json.dumps({"dataset": out, "ok": not problems, "problems": problems}, indent=1))
         if problems:
@@ -41,7 +47,8 @@ def verify(out: str, as_json: bool) -> None:
     if problems:
         for problem in problems:
             click.echo(problem, err=True)
-        raise click.ClickException(f"{out}: {len(problems)} problems found")
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found"
+        raise click.ClickException(f"{out}: {count}; the first: {problems[0]}")
     click.echo(f"{out}: OK")
 
 

@@ -269,7 +269,7 @@ def cache(tokdir, datasets, config_path, horizon, normalization, delta_dims, qui
     sources, _ = build_sources(config)
     for robot in (s for s in sources if isinstance(s, RobotDataset)):
         for d, ds in enumerate(robot.datasets):
-            path = build_fast_cache(robot, d, progress=not quiet)
+            path = build_fast_cache(robot, d, progress=not quiet and sys.stderr.isatty())
             click.echo(
                 f"{ds.root}: {len(ds)} chunks of {config.horizon} steps -> {path.relative_to(ds.root)}"
             )

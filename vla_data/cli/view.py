@@ -57,7 +57,12 @@ def view(target, port, host, tokdir, export_dir, episodes, batches) -> None:
     if export_dir:
         export_site(app, export_dir, episodes=_episodes(episodes), batches=batches, echo=click.echo)
         return
-    server = ViewServer(app, host=host, port=port)
+    try:
+        server = ViewServer(app, host=host, port=port)
+    except OSError as e:  # e.g. the port is taken by another server
+        raise click.ClickException(
+            f"cannot serve on {host}:{port} ({e}); pass --port N (0 picks a free one)"
+        ) from e
     click.echo(f"vla-data view: {target} at {server.url}  (Ctrl-C to stop)")
     try:
         server.serve_forever()

@@ -68,7 +68,7 @@ def check_cached_lengths(robot: RobotDataset, index: int, max_tokens: int, trunc
     longest = longest_cached(robot)
     if longest is None:
         return None
-    sample = robot[longest[1]]
+    sample = RobotDataset.__getitem__(robot, longest[1])  # a step of the whole source
     n = len(sample["tokens"].tokens)
     if n > max_tokens and not truncate:
         raise ConfigError(
@@ -150,7 +150,9 @@ def check_loader(config, samples: int = 32) -> dict[str, Any]:
             entry["normalization"] = [normalization_used(data, d) for d in range(len(data.datasets))]
             cached = longest_cached(data)
             if cached is not None:
-                entry["tokens"]["longest_cached"] = len(data[cached[1]]["tokens"].tokens)
+                entry["tokens"]["longest_cached"] = len(
+                    RobotDataset.__getitem__(data, cached[1])["tokens"].tokens
+                )
                 entry["tokens"]["cached_steps"] = cached[2]
         longest = max(entry["tokens"].get("longest_cached", 0), entry["tokens"]["longest_in_sample"])
         entry["tokens"]["fits"] = longest <= config.max_tokens

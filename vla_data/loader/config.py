@@ -36,6 +36,8 @@ class SourceConfig:
         horizon_seconds: Robot: chunk length in seconds at this source's fps (at most the loader's
             `horizon` steps; shorter chunks are padded and masked in `action_is_pad`).
         max_episodes: Sample only the first N episodes of this source (default: all).
+        split: Robot: sample only this split's episodes ("train", "val", ...) from each dataset's
+            splits.json (`vla-data split`). Default: every episode.
     """
 
     kind: Literal["robot", "web"]
@@ -46,6 +48,7 @@ class SourceConfig:
     delta_action_dims: tuple[int, ...] | None = None
     horizon_seconds: float | None = None
     max_episodes: int | None = None
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
@@ -70,7 +73,7 @@ class SourceConfig:
             raise ConfigError("max_episodes", f"must be >= 1, got {self.max_episodes}")
         if self.horizon_seconds is not None and not self.horizon_seconds > 0:
             raise ConfigError("horizon_seconds", f"must be > 0, got {self.horizon_seconds}")
-        robot_only = ("task", "delta_action_dims", "horizon_seconds", "cameras")
+        robot_only = ("task", "delta_action_dims", "horizon_seconds", "cameras", "split")
         if self.kind == "web" and (given := [n for n in robot_only if getattr(self, n) is not None]):
             raise ConfigError(given[0], "applies to robot sources only")
 

@@ -21,7 +21,7 @@ class EpisodeCache:
 
     def __init__(self, max_episodes: int = 1024, max_bytes: int = 64 << 20):
         self.max_episodes, self.max_bytes = max_episodes, max_bytes
-        self._items: OrderedDict[tuple[int, int], EpisodeArrays] = OrderedDict()
+        self._items: OrderedDict[tuple, EpisodeArrays] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -31,7 +31,7 @@ class EpisodeCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def get(self, key: tuple[int, int], load: Callable[[], EpisodeArrays]) -> EpisodeArrays:
+    def get(self, key: tuple, load: Callable[[], EpisodeArrays]) -> EpisodeArrays:
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
@@ -63,3 +63,19 @@ class IdLists:
         r = row - int(self.starts[c])
         offsets = self.offsets[c]
         return self.values[c][offsets[r] : offsets[r + 1]]
+
+
+def binary_views(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets `[n + 1]` and data bytes of a binary column, as numpy views of its buffers (no copy
+    when the column is one chunk, e.g. an episode of a memory-mapped shard): row i is
+    `data[offsets[i]:offsets[i + 1]]` (empty for a null)."""
+    array = (
+        column
+        if isinstance(column, pa.Array)
+        else (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks())
+    )
+    large = pa.types.is_large_binary(array.type)
+    width = 8 if large else 4
+    _, offsets, data = array.buffers()
+    offsets = np.frombuffer(offsets, np.int64 if large else np.int32, len(array) + 1, array.offset * width)
+    return offsets, (np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8))

@@ -19,11 +19,12 @@ from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.tokenizers.prompt import PromptBuilder
 
 from .chunks import chunk_indices, delta_chunk
-from .episode_cache import EpisodeCache, IdLists
+from .episode_cache import EpisodeCache, IdLists, binary_views
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
 FAST_CACHE_DIR = "fast_cache"
 DELTA_STATS_CHUNKS = 10_000
+FRAME_VIEW_BYTES = 1 << 62  # frame caches hold views of memory-mapped shards: bound by entries only
 
 
 def image_slots(
@@ -122,6 +123,7 @@ class RobotDataset:
             self.cache_paths.append(path if config.use_fast_cache and path.exists() else None)
         self._ids: dict[int, IdLists] = {}
         self._episodes = EpisodeCache()
+        self._frames = EpisodeCache(max_bytes=FRAME_VIEW_BYTES)
         self._blank = np.zeros((*config.image_size, 3), np.uint8).transpose(2, 0, 1)  # like load_image
         self._blank.flags.writeable = False
 
@@ -129,7 +131,12 @@ class RobotDataset:
         return int(self.offsets[-1])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_ids": {}, "_episodes": EpisodeCache()}
+        return {
+            **self.__dict__,
+            "_ids": {},
+            "_episodes": EpisodeCache(),
+            "_frames": EpisodeCache(max_bytes=FRAME_VIEW_BYTES),
+        }
 
     def cache_key(self, d: int) -> str:
         """What determines the FAST ids of a dataset's chunks: tokenizer, horizon, normalization."""
@@ -161,6 +168,17 @@ class RobotDataset:
         if d not in self._ids:
             self._ids[d] = IdLists(open_arrow_file(self.cache_paths[d]).column("ids"))
         return self._ids[d][global_row]
+
+    def frame(self, d: int, episode: int, feature: str, t: int) -> bytes:
+        """Encoded frame `t` of a camera. Local datasets: cut from the memory-mapped shard through
+        per-episode offsets cached per worker; URIs: read through the dataset."""
+        ds = self.datasets[d]
+        if ds.uri:
+            return ds.episode_table(episode).column(feature)[t].as_py()
+        offsets, data = self._frames.get(
+            (d, episode, feature), lambda: binary_views(ds.episode_table(episode).column(feature))
+        )
+        return data[offsets[t] : offsets[t + 1]].tobytes()
 
     def episode_arrays(self, d: int, episode: int) -> tuple[np.ndarray, np.ndarray | None]:
         """`action` `[T, Da]` and `observation.state` `[T, S]` (or None) of an episode, cached."""
@@ -202,13 +220,12 @@ class RobotDataset:
         tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
         timer.mark("prompt")
         images, masks, dropped = {}, {}, 0
-        table = ds.episode_table(episode) if any(self.slots[d].values()) else None
         for slot, feature in self.slots[d].items():
             if feature is None:
                 images[slot], masks[slot] = self._blank, False
             else:
                 images[slot], masks[slot] = load_stored_image(
-                    ds, episode, t, feature, table.column(feature)[t].as_py(), self.config
+                    ds, episode, t, feature, self.frame(d, episode, feature, t), self.config
                 )
                 dropped += not masks[slot]
         timer.mark("image decode")

@@ -69,10 +69,18 @@ class SourceRobotDataset(RobotDataset):
             source.cameras,
         )
         self.model_horizon = config.horizon
-        if source.max_episodes is not None:
-            self.offsets = _first_episodes(self.datasets, source.max_episodes)
+        self.selected = None
+        if source.split is not None or source.max_episodes is not None:
+            self.selected = _selection(self, source, index)
+
+    def __len__(self) -> int:
+        return super().__len__() if self.selected is None else int(self.selected[0][-1])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.selected is not None:  # position in the selected episodes -> step of the whole source
+            ends, starts = self.selected
+            k = int(np.searchsorted(ends, index, side="right") - 1)
+            index = int(starts[k] + index - ends[k])
         sample = super().__getitem__(index)
         missing = self.model_horizon - len(sample["action_is_pad"])
         if missing:
@@ -83,11 +91,33 @@ class SourceRobotDataset(RobotDataset):
         return sample
 
 
-def _first_episodes(datasets, limit: int) -> np.ndarray:
-    """Offsets of a source restricted to its first `limit` episodes (datasets in order)."""
-    sizes = []
-    for ds in datasets:
-        take = min(limit, ds.num_episodes)
-        sizes.append(int(ds.episode_start[take]))
-        limit -= take
-    return np.cumsum([0] + sizes)
+def _selection(robot: RobotDataset, source: SourceConfig, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cumulative steps `[n + 1]`, first source step `[n]`) of the selected episodes: those of
+    `split` (splits.json), then the first `max_episodes`. O(episodes) memory."""
+    from vla_data.splits import load_splits
+
+    firsts, lengths = [], []
+    for d, ds in enumerate(robot.datasets):
+        episodes = np.arange(ds.num_episodes)
+        if source.split is not None:
+            splits = load_splits(ds.root)
+            if splits is None:
+                raise ConfigError(
+                    f"sources[{index}].split",
+                    f"{ds.root} has no splits.json; run `vla-data split {ds.root}` (source splits) "
+                    "or `vla-data split {ds.root} --val 5%`".replace("{ds.root}", str(ds.root)),
+                )
+            if source.split not in splits:
+                raise ConfigError(
+                    f"sources[{index}].split",
+                    f"{ds.root} has no split {source.split!r}; splits: {sorted(splits)}",
+                )
+            episodes = np.asarray(splits[source.split], np.int64)
+        firsts.append(robot.offsets[d] + ds.episode_start[episodes])
+        lengths.append(ds.episode_length[episodes])
+    first, length = np.concatenate(firsts), np.concatenate(lengths)
+    if source.max_episodes is not None:
+        first, length = first[: source.max_episodes], length[: source.max_episodes]
+    if not len(first):
+        raise ConfigError(f"sources[{index}].split", f"no episodes in split {source.split!r}")
+    return np.concatenate([[0], np.cumsum(length)]), first

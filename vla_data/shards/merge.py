@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from vla_data.errors import ShardError
+from vla_data.progress import progress
 from vla_data.shards.manifest import EPISODES_FILE, SHARD_DIR, Manifest, ShardInfo, load_manifest, shard_path
 from vla_data.shards.reader import open_arrow_file
 from vla_data.shards.writer import TaskIndex, commit_dataset, sha256_file
@@ -25,12 +26,17 @@ def _check_compatible(manifests: list[Manifest], inputs: list[Path]) -> Manifest
     for manifest, path in filled[1:]:
         if manifest.fps != first.fps:
             raise ShardError(f"{path}: fps {manifest.fps} differs from {first.fps} of {first_path}")
-        a = {n: f.to_json() for n, f in first.features.items()}
-        b = {n: f.to_json() for n, f in manifest.features.items()}
+        a = {n: _stored(f) for n, f in first.features.items()}
+        b = {n: _stored(f) for n, f in manifest.features.items()}
         if a != b:
             diff = sorted(set(a) ^ set(b)) or [n for n in a if a[n] != b[n]]
             raise ShardError(f"{path}: features differ from {first_path} (first difference: {diff[0]!r})")
     return first
+
+
+def _stored(feature) -> dict:
+    """What the shards store; the source size of resized frames (`original_*`) may differ per input."""
+    return {k: v for k, v in feature.to_json().items() if not k.startswith("original_")}
 
 
 def merge_datasets(
@@ -52,7 +58,9 @@ def merge_datasets(
     shards: list[ShardInfo] = []
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for manifest, root in zip(manifests, inputs, strict=True):
+    for manifest, root in progress(
+        zip(manifests, inputs, strict=True), "merge", total=len(inputs), unit="dataset"
+    ):
         skipped += manifest.skipped
         if not manifest.num_episodes:
             continue

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from vla_data.errors import FormatVersionError, ShardError
+from vla_data.progress import progress
 from vla_data.schema import FORMAT_VERSION, Feature, column_to_numpy
 from vla_data.shards.manifest import EPISODES_FILE, MANIFEST_FILE, Manifest, ShardInfo, load_manifest
 from vla_data.stats import RunningStats
@@ -39,7 +40,7 @@ def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, F
         if f.kind not in ("image", "text", "list") and np.dtype(f.dtype).kind in "fiub"
     ]
     running = {f.name: RunningStats() for f in numeric}
-    for info in shards:
+    for info in progress(shards, "stats"):
         table = open_arrow_file(Path(root) / info.file)
         for feature in numeric:
             values = column_to_numpy(table.column(feature.name), feature)

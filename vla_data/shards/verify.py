@@ -7,16 +7,18 @@ from pathlib import Path
 import numpy as np
 
 from vla_data.errors import ShardError
+from vla_data.progress import progress
 from vla_data.shards.manifest import EPISODES_FILE, load_manifest
 from vla_data.shards.reader import open_arrow_file
 from vla_data.shards.writer import sha256_file
 
 
-def verify_dataset(root: str | Path) -> list[str]:
+def verify_dataset(root: str | Path, *, deep: bool = False) -> list[str]:
     """Every problem found, as one message each; an empty list means the dataset is intact.
 
     Checks each shard's presence, size and sha256, its row and episode counts, and that
     `episodes.arrow` and the step columns agree (episode indices, frame indices 0..T-1, tasks).
+    `deep` also decodes every stored frame (`verify_frames`), once the shards are known intact.
     """
     root = Path(root)
     manifest = load_manifest(root)
@@ -28,7 +30,7 @@ def verify_dataset(root: str | Path) -> list[str]:
     for i, index in enumerate(episodes["episode_index"]):
         if index != i:
             problems.append(f"episodes.arrow row {i}: episode_index {index}, expected {i}")
-    for shard_number, info in enumerate(manifest.shards):
+    for shard_number, info in enumerate(progress(manifest.shards, "verify")):
         path = root / info.file
         if not path.exists():
             problems.append(f"{info.file}: missing")
@@ -66,4 +68,8 @@ def verify_dataset(root: str | Path) -> list[str]:
                 )
     if any(t >= len(manifest.tasks) for t in episodes["task_index"]):
         problems.append("episodes.arrow: a task_index points past the manifest's task list")
+    if deep and not problems:
+        from vla_data.shards.verify_frames import verify_frames
+
+        problems += verify_frames(root, manifest)
     return problems

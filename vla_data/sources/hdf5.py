@@ -60,6 +60,16 @@ def expand_paths(src: str | Path | list[str]) -> list[str]:
     return sorted(set(files), key=natural_key)
 
 
+def _listing(group, limit: int = 30) -> str:
+    """The datasets under an HDF5 group, for errors that say what is there."""
+    import h5py
+
+    names: list[str] = []
+    group.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    return f"datasets here: {shown}" if names else "the group holds no datasets"
+
+
 def _open(path: str):
     import h5py
 
@@ -203,7 +213,7 @@ class HDF5Source:
 
     def _dataset(self, group, path: str, file: str, episode: str):
         if path not in group:
-            raise SourceError("missing dataset", file=file, episode=episode, key=path)
+            raise SourceError(f"missing dataset; {_listing(group)}", file=file, episode=episode, key=path)
         node = group[path]
         if not hasattr(node, "dtype"):  # an h5py Group
             children = ", ".join(sorted(node.keys())[:5])
@@ -263,7 +273,9 @@ class HDF5Source:
             if key in group:
                 arrays[name] = self._dataset(group, key, file, episode)
         if ACTION not in arrays:
-            raise SourceError("missing dataset", file=file, episode=episode, key="actions")
+            raise SourceError(
+                f"missing dataset; {_listing(group)}", file=file, episode=episode, key="actions"
+            )
         obs = group["obs"] if "obs" in group else {}
         low_dim: dict[str, np.ndarray] = {}
         for key in sorted(obs.keys()) if obs else []:

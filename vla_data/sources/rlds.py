@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ def shard_files(root: Path, info: dict[str, Any], split: dict[str, Any]) -> list
     ]
 
 
+DEFAULT_FPS = 10.0  # only with a warning: RLDS rarely records its control frequency
+
+
 @dataclass(frozen=True)
 class RLDSSource:
     root: str
@@ -53,7 +57,7 @@ class RLDSSource:
     mapping: tuple[tuple[str, str], ...] = ()  # canonical name -> TFDS path, overriding defaults
     action_keys: tuple[str, ...] = ()  # TFDS paths concatenated into `action`, in this order
     preset: str | None = None
-    fps: float = 10.0
+    fps: float | None = None  # None: what dataset_info.json records, else 10 with a warning
     task: str | None = None
 
     def __post_init__(self) -> None:
@@ -74,17 +78,27 @@ class RLDSSource:
                 "mapping": dict(self.mapping),
                 "action_keys": list(self.action_keys),
                 "preset": self.preset,
-                "fps": self.fps,
+                "fps": self.frame_rate,
                 "task": self.task,
             },
         }
+
+    @functools.cached_property
+    def frame_rate(self) -> float:
+        """`fps`, else the rate dataset_info.json records, else DEFAULT_FPS (with a warning)."""
+        from vla_data.assumptions import recorded_rlds_fps
+
+        return float(self.fps or recorded_rlds_fps(self.root) or DEFAULT_FPS)
 
     # -- metadata --------------------------------------------------------------------------------
     def _json(self, name: str) -> dict[str, Any]:
         path = Path(self.root) / name
         if not path.exists():
+            root = Path(self.root)
+            versions = sorted(p.name for p in root.iterdir() if (p / name).exists()) if root.is_dir() else []
+            here = f"; version folders in {root}: {', '.join(versions)}" if versions else ""
             raise SourceError(
-                f"missing {name}: SRC must be a TFDS version folder (<name>/<version>/)", file=str(path)
+                f"missing {name}: SRC must be a TFDS version folder (<name>/<version>/){here}", file=str(path)
             )
         try:
             return json.loads(path.read_text())
@@ -115,6 +129,12 @@ class RLDSSource:
     # -- listing ---------------------------------------------------------------------------------
     def episode_refs(self) -> list[dict[str, Any]]:
         self.roles()  # fail early on a bad mapping
+        if not self.fps and self.frame_rate == DEFAULT_FPS:
+            warnings.warn(
+                f"{self.root}: dataset_info.json records no frame rate; assuming {DEFAULT_FPS:g} fps. "
+                "Give RLDSSource(fps=...) (the CLI requires --fps)",
+                stacklevel=2,
+            )
         refs: list[dict[str, Any]] = []
         for split in self.split_table():
             position = 0
@@ -238,7 +258,7 @@ class RLDSSource:
         episode = Episode(
             index=0,
             task=(task or "").strip(),
-            fps=self.fps,
+            fps=self.frame_rate,
             arrays=arrays,
             images={camera: values[path] for camera, path in roles["cameras"].items()},
             source_ref={

@@ -73,7 +73,7 @@ class WebSource:
         WebFields.parse({**overrides, **self.fields})  # fail early on unknown names
         object.__setattr__(self, "fields", {**overrides, **self.fields})
         if self.format == "auto":
-            object.__setattr__(self, "format", detect_format(Path(self.path)))
+            object.__setattr__(self, "format", detect_format(Path(self.path), self.names))
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k != "plan"}  # workers work out their own plan
@@ -228,8 +228,10 @@ class WebSource:
         return group_episode(samples, {"file": ref["file"], "episode": ref["episode"]}, skipped)
 
 
-def detect_format(path: Path) -> str:
-    """The web format of `path` when the files say it unambiguously; otherwise a clear error."""
+def detect_format(path: Path, names: WebFields | None = None) -> str:
+    """The web format of `path` when the files say it unambiguously (record fields read with
+    `names`); otherwise a clear error."""
+    names = names or WebFields()
 
     def fail(why: str) -> SourceError:
         return SourceError(f"{why}; pass --format one of {', '.join(FORMATS)}", file=str(path))
@@ -261,13 +263,12 @@ def detect_format(path: Path) -> str:
     record = first_record(str(path))
     if not isinstance(record, dict):
         raise fail("the first record is not a JSON object")
-    if "conversations" in record:
+    if names.conversations in record:
         return "llava"
-    if "bbox" in record and any(
-        k in record for k in ("sentences", "sentence", "phrase", "expression", "ref_id")
-    ):
+    phrases = (names.phrase, "sentence", "phrase", "expression", "ref_id")
+    if names.bbox in record and any(k in record for k in phrases):
         return "refcoco"
-    if "answer" in record:
+    if names.answer in record or "answer" in record:  # a missing named field is then a per-row error
         return "jsonl"
     hint = " (captions: --format jsonl --field answer=caption --kind caption)" if "caption" in record else ""
     raise fail(f"cannot tell the layout from its fields {sorted(record)[:8]}{hint}")

@@ -68,7 +68,7 @@ def plain(record: dict, sample_id: str, f: WebFields, root: Path | None, kind: s
     question = record.get(f.question) if f.question else None
     answer = record.get(f.answer)
     if answer is None:
-        raise ValueError(f"no answer (field {f.answer!r})")
+        raise ValueError(f"no answer (field {f.answer!r}); the row has fields {sorted(record)}")
     turns = [("user", _text(question or "", f.question)), ("assistant", _text(answer, f.answer))]
     return [with_images(WebSample(sample_id, kind, turns), _image_values(record.get(f.image)), root)]
 

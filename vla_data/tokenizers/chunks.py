@@ -10,6 +10,7 @@ import numpy as np
 from vla_data.errors import VlaDataError
 from vla_data.normalize import Normalizer, NormMode
 from vla_data.permutation import sample_without_replacement
+from vla_data.progress import progress
 from vla_data.schema import ACTION, column_to_numpy
 from vla_data.shards import ShardDataset
 
@@ -104,7 +105,8 @@ def sample_chunks(roots: list[str | Path], spec: ChunkSpec) -> Chunks:
     chunks = np.empty((budget, horizon, int(np.prod(next(iter(dims))))), dtype=np.float64)
     bounds = np.flatnonzero(np.diff(episodes)) + 1
     offsets = np.arange(horizon)
-    for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [budget]]), strict=True):
+    segments = zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [budget]]), strict=True)
+    for lo, hi in progress(segments, "read chunks", total=len(bounds) + 1, unit="episode"):
         d, e = int(episode_owner[episodes[lo]]), int(episode_local[episodes[lo]])
         ds = datasets[d]
         values = column_to_numpy(ds.episode_table(e).select([spec.key]).column(0), ds.features[spec.key])

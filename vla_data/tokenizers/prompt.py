@@ -139,7 +139,7 @@ class PromptBuilder:
             raise VlaDataError(
                 f"tail mapping puts FAST ids at {lowest}..{highest}, over {len(clash)} location/segmentation tokens "
                 f"(ids {clash[0]}..{clash[-1]}) that web detection data needs; set fast_skip >= "
-                f"{self.text.vocab_size - min(clash)} or use mapping='append'"
+                f"{self.text.vocab_size - min(self.text.reserved_ids)} or use mapping='append'"
             )
 
     def fast_to_text_ids(self, ids: np.ndarray) -> np.ndarray:

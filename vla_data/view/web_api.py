@@ -40,6 +40,7 @@ def web_record(table: pa.Table, row: int) -> dict[str, Any]:
     """Turns, encoded images and boxes (pixels of their stored image) of the sample at `row`."""
     sample = web_sample_from_table(table, row)
     return {
+        "id": sample.id,
         "kind": sample.kind,
         "turns": [{"role": role, "text": text} for role, text in sample.turns],
         "images": sample.images,
@@ -60,6 +61,7 @@ def _sample_json(ds: ShardDataset, tables: EpisodeTables, index: int, prefix: st
         images.append({"url": f"{prefix}/image/{index}/{j}.{ext}", "width": width, "height": height})
     return {
         "index": index,
+        "id": record["id"],
         "kind": record["kind"],
         "turns": record["turns"],
         "images": images,

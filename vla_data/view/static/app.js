@@ -406,16 +406,16 @@ async function samplePage(m, k, i) {
     for (const b of x.boxes.filter((b) => b.image === j)) {
       const [x0, y0, x1, y1] = b.box;
       overlay.append(svg("rect", { class: "box", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }));
-      const t = svg("text", { x: x0 + 1, y: Math.max(y0 - 2, 8), fill: "#ff2d55", "font-size": Math.max(6, img.height / 14) });
+      const t = svg("text", { x: x0 + 1, y: y0 > 14 / scale ? y0 - 2 / scale : y0 + 13 / scale, fill: "#ff2d55", "font-size": 13 / scale });
       t.textContent = b.label;
       overlay.append(t);
     }
     return el("figure", {}, el("div", { class: "boxed" }, el("img", { src: img.url, width: img.width * scale, height: img.height * scale }), overlay),
       el("figcaption", { text: `image ${j}: ${img.width}x${img.height}` }));
   });
-  put(clear(m), nav, el("h1", {}, `Sample ${i} `, el("span", { class: "muted", text: x.kind || "" })),
+  put(clear(m), nav, el("h1", {}, `Sample ${i} `, el("span", { class: "muted", text: `${x.kind || ""} · id ${x.id}` })),
     el("div", { class: "row" }, images.length ? images : el("p", { class: "muted", text: "text only" }),
-      el("div", { id: "turns" }, x.turns.map((t) => el("div", { class: `turn ${t.role}` }, el("b", { text: t.role }), t.text)),
+      el("div", { id: "turns" }, x.turns.length ? null : el("p", { class: "muted", text: "no stored turns: the loader writes the prompt and answer from the boxes" }), x.turns.map((t) => el("div", { class: `turn ${t.role}` }, el("b", { text: t.role }), t.text)),
         x.boxes.length ? el("table", {}, el("tr", {}, el("th", { text: "label" }), el("th", { text: "box (x0, y0, x1, y1 px)" })),
           x.boxes.map((b) => el("tr", {}, el("td", { text: b.label }), el("td", { class: "num", text: b.box.map((v) => v.toFixed(1)).join(", ") })))) : null)),
     el("p", { class: "muted", text: `source ${JSON.stringify(x.source)}` }));
