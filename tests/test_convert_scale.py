@@ -3,7 +3,7 @@ pickles, journal bytes), never timed."""
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +14,17 @@ from vla_data.convert import ConvertOptions, convert, infer_features
 from vla_data.episode import Episode
 from vla_data.errors import SourceError
 from vla_data.samples import write_aloha_sample, write_lerobot_v30_sample, write_rlds_sample
-from vla_data.shards import ShardDataset
+from vla_data.shards import ShardDataset, verify_dataset
 from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE
+from vla_data.shards.merge import PLACED, merge_datasets
 from vla_data.shards.writer import ShardWriter, TaskIndex
 from vla_data.sources.hdf5 import HDF5Source
 from vla_data.sources.lerobot import LeRobotSource
 from vla_data.sources.parquet_rows import COUNTS
 from vla_data.sources.rlds import RLDSSource
 from vla_data.sources.tfrecord import GZIP_COUNTS
+
+from .test_scale import DiesAt, assert_same_content
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +219,102 @@ def test_gzip_tfrecord_bytes_read_per_episode_do_not_grow_with_the_file(tmp_path
         per_episode[episodes], files[episodes] = read / episodes, path.stat().st_size
     assert files[64] > 6 * files[8]
     assert per_episode[64] <= 1.2 * per_episode[8]  # from byte 0 per episode would be ~4x at 8x
+
+
+# -- HDF5: camera frames in bounded blocks ---------------------------------------------------------
+def test_hdf5_camera_frames_are_read_in_bounded_blocks(tmp_path):
+    import tracemalloc
+
+    from vla_data.convert import prepare_episode
+
+    write_aloha_sample(tmp_path / "src", episodes=1, steps=240, height=96, width=128)
+    camera_bytes = 240 * 96 * 128 * 3  # 8.8 MB per camera
+    block = camera_bytes // 24
+    paths = HDF5Source.from_paths(tmp_path / "src", layout="aloha").paths
+    bounded = HDF5Source(paths=paths, layout="aloha", frame_block_bytes=block)
+    (ref,) = bounded.episode_refs()
+    tracemalloc.start()
+    try:
+        episode = prepare_episode(bounded.read(ref), ConvertOptions())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(episode.images) == 2 and all(len(frames) == 240 for frames in episode.images.values())
+    encoded = sum(len(b) for frames in episode.images.values() for b in frames)  # the output itself
+    assert peak - encoded < camera_bytes / 4, (peak, encoded)  # whole arrays: 2 x 8.8 MB in flight
+    # the block size changes memory only, never the output
+    convert(bounded, tmp_path / "blocks")
+    convert(HDF5Source(paths=paths, layout="aloha"), tmp_path / "whole")
+    for name in ("episodes.arrow", "shards/shard-00000.arrow"):
+        assert (tmp_path / "blocks" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+# -- merge keeps unit shards ----------------------------------------------------------------------
+def placed_since(before):
+    return {k: PLACED[k] - before[k] for k in PLACED}
+
+
+def test_units_merge_links_unit_shards_without_rewriting_or_rehashing(aloha, tmp_path):
+    source = HDF5Source.from_paths(aloha, layout="aloha", task="fold")
+    before = dict(PLACED)
+    manifest = convert(source, tmp_path / "units", ConvertOptions(executor="local", unit_episodes=5))
+    assert placed_since(before) == {"kept": 3, "patched": 0, "rewritten": 0, "hashed_bytes": 0}
+    assert len(manifest.shards) == 3 and verify_dataset(tmp_path / "units") == []
+    convert(source, tmp_path / "stream", ConvertOptions())
+    assert_same_content(tmp_path / "units", tmp_path / "stream")
+
+
+def test_units_after_a_skipped_episode_patch_only_the_index_columns(aloha, tmp_path):
+    paths = HDF5Source.from_paths(aloha, layout="aloha").paths
+    source = FailsFirstUnit(paths=paths, layout="aloha", log=str(tmp_path / "log"))
+    before = dict(PLACED)
+    convert(source, tmp_path / "units", ConvertOptions(executor="local", unit_episodes=5, on_error="skip"))
+    placed = placed_since(before)
+    assert placed["kept"] == 1 and placed["patched"] == 2 and placed["rewritten"] == 0  # units 1, 2 move up
+    assert (
+        0 < placed["hashed_bytes"] < sum(p.stat().st_size for p in (tmp_path / "units" / "shards").iterdir())
+    )
+    assert verify_dataset(tmp_path / "units") == []
+    convert(source, tmp_path / "stream", ConvertOptions(on_error="skip"))
+    assert_same_content(tmp_path / "units", tmp_path / "stream")
+    assert ShardDataset(tmp_path / "units").num_episodes == len(paths) - 1
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_merge_copies_inputs_and_renumbers_tasks(aloha, tmp_path, compression):
+    paths = HDF5Source.from_paths(aloha, layout="aloha").paths
+    options = ConvertOptions(compression=compression)
+    convert(HDF5Source(paths=paths[:4], layout="aloha", task="a"), tmp_path / "a", options)
+    convert(HDF5Source(paths=paths[4:], layout="aloha", task="b"), tmp_path / "b", options)
+    inputs = {p: p.read_bytes() for p in sorted((tmp_path).glob("[ab]/shards/*.arrow"))}
+    before = dict(PLACED)
+    merged = merge_datasets([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    placed = placed_since(before)
+    assert placed["kept"] == 1 and placed["patched" if compression is None else "rewritten"] == 1
+    assert {p: p.read_bytes() for p in inputs} == inputs  # inputs untouched
+    assert merged.tasks == ["a", "b"] and verify_dataset(tmp_path / "merged") == []
+    dataset = ShardDataset(tmp_path / "merged")
+    assert [dataset.task(e) for e in (0, 3, 4, len(paths) - 1)] == ["a", "a", "b", "b"]
+    np.testing.assert_array_equal(dataset.episode(5)["episode_index"], 5)
+    np.testing.assert_array_equal(dataset.episode(5)["task_index"], 1)
+    np.testing.assert_array_equal(
+        dataset.episode(5)["action"], ShardDataset(tmp_path / "b").episode(1)["action"]
+    )
+
+
+def test_units_resume_after_a_merge_that_died(aloha, tmp_path):
+    paths = HDF5Source.from_paths(aloha, layout="aloha").paths
+    options = ConvertOptions(executor="local", unit_episodes=5)
+    convert(HDF5Source(paths=paths, layout="aloha"), tmp_path / "reference", options)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):  # units 0 and 1 finished ...
+        convert(DiesAt(paths=paths, layout="aloha", dies_at=Path(paths[-1]).name), out, options)
+    (out / "shards").mkdir(exist_ok=True)
+    (out / "shards" / "shard-00000.arrow").write_bytes(b"half")  # ... and a merge died (as if)
+    (out / "episodes.arrow.tmp").write_bytes(b"half")
+    convert(HDF5Source(paths=paths, layout="aloha"), out, replace(options, resume=True))
+    assert json.loads((out / MANIFEST_FILE).read_text()) == json.loads(
+        (tmp_path / "reference" / MANIFEST_FILE).read_text()
+    )
+    assert (out / "episodes.arrow").read_bytes() == (tmp_path / "reference" / "episodes.arrow").read_bytes()
+    assert not (out / "episodes.arrow.tmp").exists() and verify_dataset(out) == []

@@ -272,6 +272,7 @@ def convert(
     refs: list[dict[str, Any]] | None = None,
     allow_empty: bool = False,
     image_sizes: dict[str, tuple[int, int]] | None = None,
+    first_episode_index: int = 0,
 ) -> Manifest:
     """Convert every episode of `source` into a dataset at `out` and return its manifest.
 
@@ -281,7 +282,8 @@ def convert(
     With `on_error="skip"`, an episode whose reading raises `SourceError` is listed in
     `manifest.skipped` and the rest is converted; with "fail" the first one stops the conversion
     and no manifest is written. `resume=True` continues an interrupted conversion of the same
-    source from its last closed shard.
+    source from its last closed shard. `first_episode_index` is for conversion units: their
+    episodes are numbered where they land in the merged dataset.
     """
     if hasattr(source, "configure"):  # a source that checks or adopts the options (web: per-sample skip)
         source = source.configure(options)
@@ -314,6 +316,7 @@ def convert(
         target_bytes=options.shard_bytes,
         compression=options.compression,
         resume=options.resume,
+        first_episode_index=first_episode_index,
     )
     try:
         with tqdm(

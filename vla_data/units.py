@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from vla_data.errors import ShardError
 from vla_data.resume import check_same_settings, check_unit
-from vla_data.shards.manifest import MANIFEST_FILE, Manifest, load_manifest
+from vla_data.shards.manifest import EPISODES_FILE, MANIFEST_FILE, SHARD_DIR, Manifest, load_manifest
 from vla_data.shards.merge import STAGING_DIR, merge_datasets
 
 
@@ -30,11 +30,13 @@ def unit_dir(out: Path, index: int) -> Path:
 
 
 def convert_unit(
-    source, refs: list[dict[str, Any]], out: str, options, feature_names, image_sizes=None
+    source, refs: list[dict[str, Any]], out: str, first: int, options, feature_names, image_sizes=None
 ) -> str:
     """One unit: a plain conversion of `refs` into `out` (resumed if a previous run started it).
-    `image_sizes` are the dataset's frame sizes (from its first episode), so a unit whose episodes
-    store another size fails or skips them exactly as the stream executor does."""
+    Its episodes are numbered from `first`, their position in the source (final unless an earlier
+    unit skips episodes), so the merge can keep its shards as they are. `image_sizes` are the
+    dataset's frame sizes (from its first episode), so a unit whose episodes store another size
+    fails or skips them exactly as the stream executor does."""
     from vla_data.convert import convert
 
     unit_options = replace(options, executor="stream", workers=1, resume=Path(out).exists(), progress=False)
@@ -46,6 +48,7 @@ def convert_unit(
         feature_names=feature_names,
         allow_empty=True,
         image_sizes=image_sizes,
+        first_episode_index=first,
     )
     return out
 
@@ -73,7 +76,10 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
             check_same_settings(out, manifest.source, settings, "the finished conversion")
             return manifest
         raise ShardError(f"{out} already holds a complete dataset; choose another OUT or delete it")
-    if out.exists() and any(p.name != STAGING_DIR for p in out.iterdir()):
+    staged = (out / STAGING_DIR).exists()  # beside it: what a merge that died had written
+    if out.exists() and any(
+        p.name != STAGING_DIR and not (staged and p.name in MERGE_OUTPUTS) for p in out.iterdir()
+    ):
         raise ShardError(f"{out} is not empty and holds no vla-data conversion; choose an empty OUT")
     if (out / STAGING_DIR).exists() and not options.resume:
         raise ShardError(
@@ -83,10 +89,10 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
     feature_names = source.feature_names() if hasattr(source, "feature_names") else None
     size = options.unit_episodes
     jobs = [
-        (refs[start : start + size], str(unit_dir(out, k)))
+        (refs[start : start + size], str(unit_dir(out, k)), start)
         for k, start in enumerate(range(0, len(refs), size))
     ]
-    for refs_of_unit, unit in jobs:
+    for refs_of_unit, unit, _ in jobs:
         check_unit(out, Path(unit), settings, refs_of_unit)
     sizes = first_image_sizes(source, refs, options)
     shared = (source, options, feature_names, sizes)  # sent once per worker, not once per unit
@@ -96,9 +102,22 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
             _run_on_ray(jobs, shared, options, bar)
         else:
             _run_locally(jobs, shared, options.workers, bar)
-    manifest = merge_datasets([job[1] for job in jobs], out, source=settings)
+    _drop_partial_merge(out)
+    manifest = merge_datasets([job[1] for job in jobs], out, source=settings, link=True)
     shutil.rmtree(out / STAGING_DIR)
     return manifest
+
+
+MERGE_OUTPUTS = {SHARD_DIR, EPISODES_FILE, EPISODES_FILE + ".tmp", MANIFEST_FILE + ".tmp"}
+
+
+def _drop_partial_merge(out: Path) -> None:
+    """Remove what a merge killed midway wrote; the units it read are intact (shards are linked
+    only when unchanged, patched ones are copies), so the merge simply runs again."""
+    if (out / SHARD_DIR).exists():
+        shutil.rmtree(out / SHARD_DIR)
+    for name in MERGE_OUTPUTS - {SHARD_DIR}:
+        (out / name).unlink(missing_ok=True)
 
 
 _SHARED: tuple = ()  # (source, options, feature_names, image_sizes) of this worker process
@@ -110,15 +129,15 @@ def _init_worker(shared: tuple) -> None:
     _SHARED = shared
 
 
-def _unit_in_worker(refs: list[dict[str, Any]], out: str) -> str:
-    return convert_unit(_SHARED[0], refs, out, *_SHARED[1:])
+def _unit_in_worker(refs: list[dict[str, Any]], out: str, first: int) -> str:
+    return convert_unit(_SHARED[0], refs, out, first, *_SHARED[1:])
 
 
 def _run_locally(jobs: list[tuple], shared: tuple, workers: int, bar) -> None:
     """Run every unit; the first failure cancels the units still queued and is raised at once."""
     if workers == 1:
-        for refs, out in jobs:
-            convert_unit(shared[0], refs, out, *shared[1:])
+        for refs, out, first in jobs:
+            convert_unit(shared[0], refs, out, first, *shared[1:])
             bar.update(1)
         return
     context = multiprocessing.get_context("spawn")
@@ -151,7 +170,7 @@ def _run_on_ray(jobs: list[tuple], shared: tuple, options, bar) -> None:
     try:
         task = ray.remote(num_cpus=1)(convert_unit)
         source = ray.put(shared[0])  # stored once in the object store, not once per unit
-        pending = [task.remote(source, refs, out, *shared[1:]) for refs, out in jobs]
+        pending = [task.remote(source, refs, out, first, *shared[1:]) for refs, out, first in jobs]
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)

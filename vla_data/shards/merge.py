@@ -1,8 +1,15 @@
-"""Concatenate converted datasets: renumber episodes, merge task lists, recompute statistics."""
+"""Concatenate converted datasets: renumber episodes, merge task lists, recompute statistics.
+
+Input shards are kept, not rewritten: each is linked (conversion units) or copied into place by
+`place_shard`. Only when an input's episode or task numbers change in the merged dataset are those
+two int columns patched in place (their Arrow buffers, a few bytes per row) and the shard rehashed;
+a conversion unit numbers its episodes from where they land, so usually nothing changes.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +23,7 @@ from vla_data.shards.reader import open_arrow_file
 from vla_data.shards.writer import TaskIndex, commit_dataset, sha256_file
 
 STAGING_DIR = ".units"  # conversion units live here until they are merged into OUT
+PLACED = {"kept": 0, "patched": 0, "rewritten": 0, "hashed_bytes": 0}  # this process (tests, benchmarks)
 
 
 def _check_compatible(manifests: list[Manifest], inputs: list[Path]) -> Manifest:
@@ -40,12 +48,14 @@ def _stored(feature) -> dict:
 
 
 def merge_datasets(
-    inputs: list[str | Path], out: str | Path, *, source: dict[str, Any] | None = None
+    inputs: list[str | Path], out: str | Path, *, source: dict[str, Any] | None = None, link: bool = False
 ) -> Manifest:
     """Write one dataset at `out` holding every episode of `inputs`, in order.
 
-    Shards are rewritten (episode and task indices renumbered), one output shard per input shard;
-    statistics are recomputed from the merged shards, so they carry the usual quantile bound.
+    One output shard per input shard, placed by `place_shard` (`link=True` hard-links instead of
+    copying: for inputs that are deleted afterwards, like conversion units). Statistics are
+    recomputed from the merged shards, so they carry the usual quantile bound; `episodes.arrow` and
+    `manifest.json` are written last.
     """
     inputs = [Path(p) for p in inputs]
     out = Path(out)
@@ -65,21 +75,33 @@ def merge_datasets(
         if not manifest.num_episodes:
             continue
         task_map = np.array([tasks.index(t) for t in manifest.tasks], dtype=np.int32)
-        episodes = open_arrow_file(root / EPISODES_FILE).to_pylist()
-        offset, shard_base = len(rows), len(shards)
-        for row in episodes:
+        episodes = open_arrow_file(root / EPISODES_FILE)
+        old = {name: episodes.column(name).to_numpy() for name in ("episode_index", "shard", "task_index")}
+        lengths = episodes.column("length").to_numpy()
+        new_episode = np.arange(len(rows), len(rows) + episodes.num_rows)
+        new_task = task_map[old["task_index"]]
+        shard_base = len(shards)
+        for row, episode, task in zip(episodes.to_pylist(), new_episode, new_task, strict=True):
             rows.append(
                 {
                     **row,
-                    "episode_index": row["episode_index"] + offset,
+                    "episode_index": int(episode),
                     "shard": row["shard"] + shard_base,
-                    "task_index": int(task_map[row["task_index"]]),
+                    "task_index": int(task),
                 }
             )
-        for info in manifest.shards:
-            table = open_arrow_file(root / info.file)
-            table = _renumber(table, offset, task_map)
-            shards.append(_write_shard(out, len(shards), table, info))
+        compression = manifest.source.get("convert_options", {}).get("compression")
+        for s, info in enumerate(manifest.shards):
+            mine = old["shard"] == s  # this shard's episodes, in row order
+            changes = {}
+            if not np.array_equal(old["episode_index"][mine], new_episode[mine]):
+                changes["episode_index"] = np.repeat(new_episode[mine], lengths[mine]).astype(np.int64)
+            if not np.array_equal(old["task_index"][mine], new_task[mine]):
+                changes["task_index"] = np.repeat(new_task[mine], lengths[mine]).astype(np.int32)
+            file = shard_path(len(shards))
+            shards.append(
+                place_shard(root / info.file, out, file, info, changes, link=link, compression=compression)
+            )
     merged = Manifest(
         fps=first.fps,
         features=first.features,
@@ -91,28 +113,93 @@ def merge_datasets(
     return commit_dataset(out, merged, rows)
 
 
-def _renumber(table: pa.Table, episode_offset: int, task_map: np.ndarray) -> pa.Table:
-    episodes = table.column("episode_index").to_numpy() + episode_offset
-    task_indices = task_map[table.column("task_index").to_numpy()]
-    table = table.set_column(
-        table.schema.get_field_index("episode_index"), table.schema.field("episode_index"), pa.array(episodes)
-    )
-    return table.set_column(
-        table.schema.get_field_index("task_index"), table.schema.field("task_index"), pa.array(task_indices)
+def place_shard(
+    src: Path,
+    out: Path,
+    file: str,
+    info: ShardInfo,
+    changes: dict[str, np.ndarray],
+    *,
+    link: bool,
+    compression: str | None = None,
+) -> ShardInfo:
+    """Put the shard `src` at `out / file` with new values (`[rows]` each) for the int columns in
+    `changes`; returns its entry for the manifest (hashed again only when something changed).
+
+    Unchanged shards are hard-linked (`link`) or copied byte for byte. Changed columns are patched
+    in place in the uncompressed IPC buffers, which never touches image bytes; a compressed shard
+    is rewritten. Patching writes absolute values, so placing a shard again gives the same bytes.
+    """
+    dst = out / file
+    dst.unlink(missing_ok=True)
+    if link and not changes:
+        try:
+            os.link(src, dst)
+        except OSError:  # another filesystem, or no hard links
+            shutil.copyfile(src, dst)
+    else:
+        shutil.copyfile(src, dst)  # a patched hard link would change the input too
+    if not changes:
+        PLACED["kept"] += 1
+        return ShardInfo(
+            file=file, rows=info.rows, episodes=info.episodes, bytes=info.bytes, sha256=info.sha256
+        )
+    if _patch_int_columns(dst, changes):
+        PLACED["patched"] += 1
+    else:
+        _rewrite(dst, changes, compression)
+        PLACED["rewritten"] += 1
+    PLACED["hashed_bytes"] += dst.stat().st_size
+    return ShardInfo(
+        file=file, rows=info.rows, episodes=info.episodes, bytes=dst.stat().st_size, sha256=sha256_file(dst)
     )
 
 
-def _write_shard(out: Path, index: int, table: pa.Table, info: ShardInfo) -> ShardInfo:
-    path = out / shard_path(index)
+def _patch_int_columns(path: Path, changes: dict[str, np.ndarray]) -> bool:
+    """Overwrite the data buffers of fixed-width columns in an IPC file; False when a buffer is not
+    stored as is in the file (compressed), so it cannot be patched."""
+    writes = _buffer_writes(path, changes)
+    if writes is None:
+        return False
+    with open(path, "r+b") as f:
+        for offset, data in writes:
+            f.seek(offset)
+            f.write(data)
+    return True
+
+
+def _buffer_writes(path: Path, changes: dict[str, np.ndarray]) -> list[tuple[int, bytes]] | None:
+    """(file offset, new bytes) of each changed column's data buffer in each record batch."""
+    writes = []
+    with pa.memory_map(str(path)) as source:
+        whole = source.read_buffer(source.size())  # zero-copy: buffer addresses map to file offsets
+        reader = pa.ipc.open_file(whole)
+        row = 0
+        for b in range(reader.num_record_batches):
+            batch = reader.get_batch(b)
+            for name, values in changes.items():
+                column = batch.column(name)
+                width = column.type.bit_width // 8
+                address = column.buffers()[1].address + column.offset * width
+                if not whole.address <= address <= whole.address + whole.size - width * len(column):
+                    return None
+                piece = values[row : row + len(column)].astype(column.type.to_pandas_dtype())
+                writes.append((address - whole.address, piece.tobytes()))
+            row += batch.num_rows
+    return writes
+
+
+def _rewrite(path: Path, changes: dict[str, np.ndarray], compression: str | None) -> None:
+    table = open_arrow_file(path)
+    for name, values in changes.items():
+        index = table.schema.get_field_index(name)
+        table = table.set_column(
+            index, table.schema.field(name), pa.array(values, table.schema.field(name).type)
+        )
     tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
         for batch in table.to_batches():  # one record batch per episode, as the writer made them
             writer.write_batch(batch)
+    del table
     os.replace(tmp, path)
-    return ShardInfo(
-        file=shard_path(index),
-        rows=info.rows,
-        episodes=info.episodes,
-        bytes=path.stat().st_size,
-        sha256=sha256_file(path),
-    )

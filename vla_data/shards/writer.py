@@ -94,8 +94,11 @@ class ShardWriter:
         target_bytes: int = DEFAULT_SHARD_BYTES,
         compression: str | None = None,
         resume: bool = False,
+        first_episode_index: int = 0,
     ):
         self.out = Path(out)
+        # a conversion unit numbers its episodes where they land in the merged dataset
+        self.first_episode_index = first_episode_index
         self.source = source
         self.target_bytes = target_bytes
         self.compression = compression
@@ -222,7 +225,7 @@ class ShardWriter:
         shard["writer"].write_table(table)
         self.episode_rows.append(
             {
-                "episode_index": len(self.episode_rows),
+                "episode_index": self.first_episode_index + len(self.episode_rows),
                 "shard": len(self.shards),
                 "row_offset": shard["rows"],
                 "length": table.num_rows,
@@ -261,7 +264,9 @@ class ShardWriter:
         if timestamps is None:
             timestamps = np.arange(length, dtype=np.float64) / self.fps
         columns: dict[str, pa.Array] = {
-            "episode_index": pa.array(np.full(length, len(self.episode_rows), np.int64)),
+            "episode_index": pa.array(
+                np.full(length, self.first_episode_index + len(self.episode_rows), np.int64)
+            ),
             "frame_index": pa.array(np.arange(length, dtype=np.int32)),
             "timestamp": pa.array(np.asarray(timestamps, np.float32)),
             "task_index": pa.array(np.full(length, self._task_index(episode.task), np.int32)),

@@ -24,6 +24,7 @@ from vla_data.episode import Episode
 from vla_data.errors import SourceError
 from vla_data.schema import ACTION, IMAGE_PREFIX, STATE
 from vla_data.sources import natural_key
+from vla_data.sources.hdf5_frames import BLOCK_BYTES, HDF5Frames
 from vla_data.storage import local_path
 
 Layout = Literal["aloha", "robomimic", "map"]
@@ -103,6 +104,7 @@ class HDF5Source:
     fps: float | None = None
     state_keys: tuple[str, ...] | None = None
     episode_glob: str | None = None  # map layout: which groups are episodes (default: auto)
+    frame_block_bytes: int = BLOCK_BYTES  # raw camera frames read at a time (memory, not output)
 
     def __post_init__(self) -> None:
         if self.layout not in ("aloha", "robomimic", "map"):
@@ -212,6 +214,15 @@ class HDF5Source:
         return keys
 
     def _dataset(self, group, path: str, file: str, episode: str):
+        node = self._node(group, path, file, episode)
+        try:
+            return node[()]
+        except (OSError, TypeError, ValueError) as e:
+            hint = "; the file may be truncated" if isinstance(e, OSError) else ""
+            raise SourceError(f"cannot read dataset ({e}){hint}", file=file, episode=episode, key=path) from e
+
+    def _node(self, group, path: str, file: str, episode: str):
+        """The h5py dataset at `path` (not read yet)."""
         if path not in group:
             raise SourceError(f"missing dataset; {_listing(group)}", file=file, episode=episode, key=path)
         node = group[path]
@@ -223,11 +234,7 @@ class HDF5Source:
                 episode=episode,
                 key=path,
             )
-        try:
-            return node[()]
-        except (OSError, TypeError, ValueError) as e:
-            hint = "; the file may be truncated" if isinstance(e, OSError) else ""
-            raise SourceError(f"cannot read dataset ({e}){hint}", file=file, episode=episode, key=path) from e
+        return node
 
     def _read_aloha(self, group, file: str):
         arrays = {
@@ -242,13 +249,15 @@ class HDF5Source:
                 images[cam] = self._image_dataset(group, f"observations/images/{cam}", file, "/")
         return arrays, images
 
-    def _image_dataset(self, group, path: str, file: str, episode: str) -> np.ndarray | list[bytes]:
-        """Raw uint8 `[T, H, W, 3]` frames, or ACT's compressed layout: `[T, N]` uint8 rows each
-        holding one JPEG zero-padded to the longest (copied without re-encoding)."""
-        data = self._dataset(group, path, file, episode)
-        if data.dtype == np.uint8 and data.ndim == 4 and data.shape[-1] == 3:
-            return data
+    def _image_dataset(self, group, path: str, file: str, episode: str) -> HDF5Frames | list[bytes]:
+        """Raw uint8 `[T, H, W, 3]` frames (read in bounded blocks while encoding), or ACT's
+        compressed layout: `[T, N]` uint8 rows each holding one JPEG zero-padded to the longest
+        (copied without re-encoding)."""
+        data = self._node(group, path, file, episode)
+        if _is_image(data):
+            return HDF5Frames.of(data, file, episode, self.frame_block_bytes)
         if data.dtype == np.uint8 and data.ndim == 2:
+            data = self._dataset(group, path, file, episode)
             frames = []
             for step, row in enumerate(data):
                 raw = row.tobytes()
@@ -280,7 +289,7 @@ class HDF5Source:
         low_dim: dict[str, np.ndarray] = {}
         for key in sorted(obs.keys()) if obs else []:
             if _is_image(obs[key]):
-                images[_camera_name(key)] = self._dataset(group, f"obs/{key}", file, episode)
+                images[_camera_name(key)] = HDF5Frames.of(obs[key], file, episode, self.frame_block_bytes)
             else:
                 low_dim[key] = self._dataset(group, f"obs/{key}", file, episode)
                 arrays[f"observation.{key}"] = low_dim[key]

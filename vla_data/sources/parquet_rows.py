@@ -10,6 +10,7 @@ one row group when a cursor has to start over (a worker's first episode of a fil
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections import OrderedDict
 
@@ -77,6 +78,12 @@ class _Cursor:
 
 
 _CURSORS: OrderedDict[tuple, _Cursor] = OrderedDict()
+
+
+@atexit.register
+def _close_all() -> None:
+    while _CURSORS:
+        _CURSORS.popitem()[1].close()
 
 
 def read_rows(path: str, start: int, stop: int, columns: tuple[str, ...] | None = None) -> pa.Table:

@@ -6,6 +6,7 @@ CRC32C of the data, all little-endian, where masked(crc) = ((crc >> 15) | (crc <
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gzip
 import os
@@ -148,6 +149,12 @@ class _GzipStream:
 
 
 _STREAMS: OrderedDict[tuple, _GzipStream] = OrderedDict()
+
+
+@atexit.register
+def _close_all() -> None:
+    while _STREAMS:
+        _STREAMS.popitem()[1].close()
 
 
 def _gzip_stream(path: str, offset: int) -> _GzipStream:
