@@ -83,6 +83,37 @@ def test_bench_images_reports_every_decoder_against_pil():
     assert {"simplejpeg", "PyTurboJPEG", "torchvision.io.decode_jpeg"} <= names
 
 
+def test_bench_scale_tiny_runs_every_stage_and_the_loader_check(tmp_path):
+    from vla_data.bench.scale import STAGES
+
+    result = json.loads(
+        run(
+            "bench",
+            "scale",
+            "--sizes",
+            "1,2",
+            "--base",
+            "0.005",
+            "--loader-batches",
+            "3",
+            "--loader-steps",
+            "1000",
+            "--dir",
+            tmp_path,
+            "--json",
+        )
+    )
+    assert list(result["stages"]) == list(STAGES)
+    for stage, row in result["stages"].items():
+        small, large = row["runs"]["1"], row["runs"]["2"]
+        assert small["ms_per_item"] > 0 and small["peak_rss_mb"] > 0, stage
+        if stage != "loader":
+            assert large["items"] > small["items"], stage  # the data doubled
+        assert row["time_ratio"] == large["ms_per_item"] / small["ms_per_item"]
+    check = result["loader_check"]
+    assert check["steps"] == 1000 and check["build_and_first_batch_s"] > 0 and check["main_rss_mb"] > 0
+
+
 def test_bench_lerobot_says_why_it_skips_without_lerobot():
     import importlib.util
 

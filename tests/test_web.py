@@ -423,3 +423,30 @@ def test_readme_caption_command_detects_jsonl_from_the_named_answer_field(tmp_pa
     run_cli("convert", "web", tmp_path / "captions.jsonl", tmp_path / "out", *args)
     (sample,) = samples(tmp_path / "out")
     assert (sample.kind, sample.turns) == ("caption", [("user", ""), ("assistant", "a grey square")])
+
+
+def test_saved_dataset_dict_split(tmp_path):
+    import datasets
+
+    dataset, images = onevision_dataset()
+    datasets.DatasetDict({"train": dataset, "validation": dataset.select([2])}).save_to_disk(
+        str(tmp_path / "dd")
+    )
+    convert(WebSource(str(tmp_path / "dd"), split="validation"), tmp_path / "val")
+    assert [s.id for s in samples(tmp_path / "val")] == ["ov-2"]
+    with pytest.raises(SourceError, match=r"no split 'test'; the dataset has \['train', 'validation'\]"):
+        convert(WebSource(str(tmp_path / "dd"), split="test"), tmp_path / "test")
+
+
+def test_verify_deep_decodes_web_images(tmp_path):
+    good = jpeg(40, 64, 64)
+    bad = good[: len(good) // 2] + b"\xff\xd9"  # signature, header and end marker, but cut scan data
+    (tmp_path / "good.jpg").write_bytes(good)
+    (tmp_path / "bad.jpg").write_bytes(bad)
+    rows = [{"id": n, "image": f"{n}.jpg", "question": "q", "answer": "a"} for n in ("good", "bad", "good")]
+    (tmp_path / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    convert(WebSource(str(tmp_path / "rows.jsonl")), tmp_path / "out")
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "out"), "--deep"])
+    assert result.exit_code == 1 and "row 1 column 'images'" in result.output, result.output

@@ -234,16 +234,37 @@ def bench_lerobot(dataset, batch_size, horizon, batches, workers, as_json) -> No
     help="HxW the generated frames are stored at (224x224: as after `convert --image-size 224`).",
 )
 @click.option("--profile", is_flag=True, help="Also print the time per sample of each loader stage.")
+@click.option(
+    "--uri",
+    default=None,
+    help="Object storage prefix (e.g. s3://bucket/tmp): compare local, cached (cold, warm) and uncached "
+    "reads of a dataset uploaded there (deleted after); credentials from the AWS variables / --endpoint-url.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_loader(batch_size, horizon, batches, rss_batches, workers, image_size, profile, as_json) -> None:
+def bench_loader(
+    batch_size, horizon, batches, rss_batches, workers, image_size, profile, uri, as_json
+) -> None:
     """Loader samples/s and batches/s (2 cameras, freshly generated demo-style data) for each
     worker count, next to decoding + resizing the same images alone, and worker RSS over time.
     --profile adds where a sample's time goes: locate, read, normalize, FAST ids, prompt, image
-    decode, collate, IPC."""
+    decode, collate, IPC. --uri: samples/s and bytes fetched per sample from object storage."""
     from vla_data.bench import bench_loader as run
     from vla_data.bench import format_loader_table
     from vla_data.images import parse_size
+
+    if uri:
+        from vla_data.bench.remote import bench_remote_loader, format_remote_table
+
+        result = bench_remote_loader(
+            uri,
+            batch_size=batch_size,
+            horizon=horizon,
+            batches=min(batches, 40),
+            image_size=parse_size(image_size),
+        )
+        click.echo(json.dumps(result, indent=1) if as_json else format_remote_table(result))
+        return
 
     result = run(
         batch_size=batch_size,
@@ -255,3 +276,61 @@ def bench_loader(batch_size, horizon, batches, rss_batches, workers, image_size,
         profile=profile,
     )
     click.echo(json.dumps(result, indent=1) if as_json else format_loader_table(result))
+
+
+@bench.command("scale")
+@click.option(
+    "--sizes",
+    default="1,4,16",
+    show_default=True,
+    help="Comma-separated multiples of each stage's base size.",
+)
+@click.option(
+    "--stages",
+    default=None,
+    help="Comma-separated subset of: convert hdf5, convert lerobot v3.0, convert rlds gzip, convert web, "
+    "tokenizer fit, tokenizer cache, loader (default: all).",
+)
+@click.option(
+    "--base", type=float, default=1.0, show_default=True, help="Scale every stage's base size (e.g. 0.1)."
+)
+@click.option(
+    "--loader-batches",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Batches the loader stage draws at every size (after its first batch).",
+)
+@click.option(
+    "--loader-steps",
+    type=int,
+    default=2_000_000,
+    show_default=True,
+    help="Steps of the generated robot dataset whose loader build + first batch is checked (0: skip).",
+)
+@click.option(
+    "--dir",
+    "work_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Scratch folder (default: a temporary one).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def bench_scale(sizes, stages, base, loader_batches, loader_steps, work_dir, as_json) -> None:
+    """Time per item and peak RSS of every stage (convert hdf5 / lerobot v3.0 / rlds gzip / web,
+    tokenizer fit / cache, loader) on generated data at each size, each run in a fresh process,
+    with the largest/smallest ratios; then a loader over --loader-steps generated steps: build +
+    first batch time and main-process peak RSS."""
+    from vla_data.bench.scale import bench_scale as run
+    from vla_data.bench.scale import format_scale_table
+
+    result = run(
+        sizes=[int(s) for s in sizes.split(",")],
+        stages=[s.strip() for s in stages.split(",")] if stages else None,
+        base=base,
+        loader_batches=loader_batches,
+        loader_steps=loader_steps,
+        work_dir=work_dir,
+    )
+    click.echo(json.dumps(result, indent=1) if as_json else format_scale_table(result))

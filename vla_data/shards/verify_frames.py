@@ -15,7 +15,11 @@ def verify_frames(root: Path, manifest: Manifest) -> list[str]:
 
     Reads one record batch (one episode) at a time from the memory-mapped shards, so memory stays flat.
     """
-    cameras = [name for name, feature in manifest.features.items() if feature.kind == "image"]
+    cameras = [  # camera columns, and the image lists of web samples
+        name
+        for name, feature in manifest.features.items()
+        if feature.kind == "image" or (feature.kind == "list" and feature.dtype == "binary")
+    ]
     first: dict[str, str] = {}
     bad = dict.fromkeys(cameras, 0)
     for info in manifest.shards:
@@ -24,7 +28,10 @@ def verify_frames(root: Path, manifest: Manifest) -> list[str]:
             row = 0
             for chunk in table.column(camera).chunks:
                 for offset, data in enumerate(chunk.to_pylist()):
-                    problem = decode_problem(data) if data else "no bytes"
+                    frames = data if isinstance(data, list) else [data]  # a web sample: 0..n images
+                    problem = next(
+                        filter(None, (decode_problem(d) if d else "no bytes" for d in frames)), None
+                    )
                     if problem is None:
                         continue
                     bad[camera] += 1
