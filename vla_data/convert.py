@@ -7,12 +7,11 @@ import multiprocessing
 import signal
 import sys
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pyarrow.fs import LocalFileSystem
 from tqdm import tqdm
 
 from vla_data.episode import Episode
@@ -26,9 +25,15 @@ from vla_data.images import (
     image_format_of,
     resize,
 )
+from vla_data.object_store import (  # noqa: F401 (upload_dataset: public here too)
+    convert_stream_to_store,
+    convert_units_to_store,
+    remote_filesystem,
+    upload_dataset,
+)
 from vla_data.resume import check_same_settings, note_fresh_start
 from vla_data.schema import IMAGE_PREFIX, Feature, array_feature, image_feature
-from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE, SHARD_DIR, Manifest, load_manifest
+from vla_data.shards.manifest import MANIFEST_FILE, PROGRESS_FILE, Manifest, load_manifest
 from vla_data.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
 from vla_data.sources import Source
 from vla_data.storage import filesystem, is_uri
@@ -58,6 +63,9 @@ class ConvertOptions:
     executor: Executor = "stream"
     unit_episodes: int = 64
     address: str | None = None  # Ray cluster address; None starts a local one
+    # pyarrow filesystem options of a remote OUT (endpoint_url, access_key, ...); never printed or
+    # recorded. Default: the AWS environment variables (which `--endpoint-url` sets).
+    storage_options: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -288,10 +296,17 @@ def convert(
     if hasattr(source, "configure"):  # a source that checks or adopts the options (web: per-sample skip)
         source = source.configure(options)
     if is_uri(out):
-        fs, inner = filesystem(out)
-        if not isinstance(fs, LocalFileSystem):
-            return _convert_to_remote(source, out, options, feature_names=feature_names)
-        out = Path(inner)
+        if remote_filesystem(out, options.storage_options):
+            if options.executor != "stream":
+                return convert_units_to_store(source, str(out), options)
+            kwargs = {
+                "feature_names": feature_names,
+                "refs": refs,
+                "allow_empty": allow_empty,
+                "image_sizes": image_sizes,
+            }
+            return convert_stream_to_store(source, str(out), options, **kwargs)
+        out = Path(filesystem(out)[1])
     if options.resume and not Path(out).exists():
         note_fresh_start(out)
     if options.executor != "stream":
@@ -341,32 +356,3 @@ def convert(
     except BaseException:
         writer.abandon()
         raise
-
-
-def _convert_to_remote(source: Source, out: str, options: ConvertOptions, **kwargs) -> Manifest:
-    """Convert into a local staging folder, then upload it (manifest last) to `out`'s filesystem."""
-    import tempfile
-
-    if options.resume:
-        raise ValueError(f"{out}: --resume needs a local or file:// OUT; convert locally, then upload")
-    fs, inner = filesystem(out)
-    with tempfile.TemporaryDirectory(prefix="vla-data-") as staging:
-        manifest = convert(source, Path(staging) / "dataset", options, **kwargs)
-        upload_dataset(Path(staging) / "dataset", fs, inner)
-    return manifest
-
-
-def upload_dataset(local: Path, fs, target: str) -> None:
-    """Copy a finished dataset to any pyarrow filesystem; `manifest.json` goes last, so readers
-    never see a manifest whose shards are not there yet."""
-    fs.create_dir(f"{target}/{SHARD_DIR}", recursive=True)
-    files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != MANIFEST_FILE) + [
-        local / MANIFEST_FILE
-    ]
-    for path in files:
-        with (
-            open(path, "rb") as src,
-            fs.open_output_stream(f"{target}/{path.relative_to(local).as_posix()}") as dst,
-        ):
-            while block := src.read(1 << 24):
-                dst.write(block)

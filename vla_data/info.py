@@ -11,7 +11,7 @@ from vla_data.storage import is_uri
 
 
 def dataset_summary(root: str | Path) -> dict[str, Any]:
-    m = ShardDataset(root).manifest if is_uri(root) else load_manifest(root)
+    m = ShardDataset(root, cache_limit=0).manifest if is_uri(root) else load_manifest(root)
     return {
         "path": str(root),
         "format_version": m.format_version,

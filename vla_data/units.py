@@ -36,9 +36,13 @@ def convert_unit(
     Its episodes are numbered from `first`, their position in the source (final unless an earlier
     unit skips episodes), so the merge can keep its shards as they are. `image_sizes` are the
     dataset's frame sizes (from its first episode), so a unit whose episodes store another size
-    fails or skips them exactly as the stream executor does."""
+    fails or skips them exactly as the stream executor does. A unit on object storage is converted
+    on this machine's temporary disk and uploaded."""
     from vla_data.convert import convert
+    from vla_data.object_store import convert_unit_to_store, remote_filesystem
 
+    if remote_filesystem(out, options.storage_options):
+        return convert_unit_to_store(source, refs, out, first, options, feature_names, image_sizes)
     unit_options = replace(options, executor="stream", workers=1, resume=Path(out).exists(), progress=False)
     convert(
         source,
@@ -85,15 +89,31 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
         raise ShardError(
             f"{out} holds an interrupted conversion; pass --resume to continue it or delete the folder"
         )
+    units = run_units(
+        source,
+        lambda k: unit_dir(out, k),
+        options,
+        check=lambda refs, unit: check_unit(out, Path(unit), settings, refs),
+    )
+    _drop_partial_merge(out)
+    manifest = merge_datasets(units, out, source=settings, link=True)
+    shutil.rmtree(out / STAGING_DIR)
+    return manifest
+
+
+def run_units(source, unit_out, options, check=None) -> list[str]:
+    """Convert `source` in units of `options.unit_episodes` episodes, unit k into `unit_out(k)`, on
+    the options' executor; the units' outputs, in order. `check(refs, unit)` runs for every unit
+    before any starts (resume rules)."""
     refs = source.episode_refs()
     feature_names = source.feature_names() if hasattr(source, "feature_names") else None
     size = options.unit_episodes
     jobs = [
-        (refs[start : start + size], str(unit_dir(out, k)), start)
+        (refs[start : start + size], str(unit_out(k)), start)
         for k, start in enumerate(range(0, len(refs), size))
     ]
-    for refs_of_unit, unit, _ in jobs:
-        check_unit(out, Path(unit), settings, refs_of_unit)
+    for refs_of_unit, unit, _ in jobs if check else ():
+        check(refs_of_unit, unit)
     sizes = first_image_sizes(source, refs, options)
     shared = (source, options, feature_names, sizes)  # sent once per worker, not once per unit
     show = sys.stderr.isatty() if options.progress is None else options.progress
@@ -102,10 +122,7 @@ def convert_in_units(source, out: str | Path, options) -> Manifest:
             _run_on_ray(jobs, shared, options, bar)
         else:
             _run_locally(jobs, shared, options.workers, bar)
-    _drop_partial_merge(out)
-    manifest = merge_datasets([job[1] for job in jobs], out, source=settings, link=True)
-    shutil.rmtree(out / STAGING_DIR)
-    return manifest
+    return [job[1] for job in jobs]
 
 
 MERGE_OUTPUTS = {SHARD_DIR, EPISODES_FILE, EPISODES_FILE + ".tmp", MANIFEST_FILE + ".tmp"}

@@ -27,6 +27,8 @@ def _children_rss_mb() -> list[dict[str, float]]:
     sizes = []
     for pid in pids:
         try:
+            if os.readlink(f"/proc/{pid}/exe") != os.readlink("/proc/self/exe"):
+                continue  # not a Python process (e.g. a server a test started): not a worker
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if b"resource_tracker" in f.read():
                     continue

@@ -234,16 +234,37 @@ def bench_lerobot(dataset, batch_size, horizon, batches, workers, as_json) -> No
     help="HxW the generated frames are stored at (224x224: as after `convert --image-size 224`).",
 )
 @click.option("--profile", is_flag=True, help="Also print the time per sample of each loader stage.")
+@click.option(
+    "--uri",
+    default=None,
+    help="Object storage prefix (e.g. s3://bucket/tmp): compare local, cached (cold, warm) and uncached "
+    "reads of a dataset uploaded there (deleted after); credentials from the AWS variables / --endpoint-url.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_loader(batch_size, horizon, batches, rss_batches, workers, image_size, profile, as_json) -> None:
+def bench_loader(
+    batch_size, horizon, batches, rss_batches, workers, image_size, profile, uri, as_json
+) -> None:
     """Loader samples/s and batches/s (2 cameras, freshly generated demo-style data) for each
     worker count, next to decoding + resizing the same images alone, and worker RSS over time.
     --profile adds where a sample's time goes: locate, read, normalize, FAST ids, prompt, image
-    decode, collate, IPC."""
+    decode, collate, IPC. --uri: samples/s and bytes fetched per sample from object storage."""
     from vla_data.bench import bench_loader as run
     from vla_data.bench import format_loader_table
     from vla_data.images import parse_size
+
+    if uri:
+        from vla_data.bench.remote import bench_remote_loader, format_remote_table
+
+        result = bench_remote_loader(
+            uri,
+            batch_size=batch_size,
+            horizon=horizon,
+            batches=min(batches, 40),
+            image_size=parse_size(image_size),
+        )
+        click.echo(json.dumps(result, indent=1) if as_json else format_remote_table(result))
+        return
 
     result = run(
         batch_size=batch_size,

@@ -22,7 +22,7 @@ def info(out: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out")
 @click.option("--json", "as_json", is_flag=True, help='Print {"dataset", "ok", "problems"} as JSON.')
 @click.option(
     "--deep",
@@ -34,11 +34,14 @@ def verify(out: str, as_json: bool, deep: bool) -> None:
     """Check every shard's sha256, row counts and episode/frame indices against the manifest
     (with --deep, also decode every frame).
 
-    Exits non-zero and lists each problem when anything disagrees.
+    Exits non-zero and lists each problem when anything disagrees. OUT may be a URI (s3://...):
+    shards are hashed as they stream, never stored.
     """
     from vla_data.shards import verify_dataset
+    from vla_data.storage import display_uri
 
     problems = verify_dataset(out, deep=deep)
+    out = display_uri(out)  # a URI's query may hold credentials
     if as_json:
         click.echo(json.dumps({"dataset": out, "ok": not problems, "problems": problems}, indent=1))
         if problems:
@@ -53,7 +56,7 @@ def verify(out: str, as_json: bool, deep: bool) -> None:
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out")
 @click.option("--json", "as_json", is_flag=True, help="Print every statistic of every feature as JSON.")
 @click.option("--dims", default=None, help="Only these dims: 0,3,5 or 0:8 (default: all).")
 @friendly_errors
@@ -86,13 +89,14 @@ def demo(out: str) -> None:
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="New dataset folder.")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="New dataset folder (or URI in the inputs' bucket).")
 @friendly_errors
 def merge(inputs, output) -> None:
     """Concatenate converted datasets with the same features and fps into one: episodes are
     renumbered, task lists merged and statistics recomputed. Use it to join pieces converted on
-    different machines."""
+    different machines. On object storage (inputs and output in one bucket) shards that need no
+    renumbering are copied server side."""
     from vla_data.info import describe_dataset
     from vla_data.shards.merge import merge_datasets
 

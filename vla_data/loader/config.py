@@ -132,6 +132,12 @@ class LoaderConfig:
         use_fast_cache: Use the pre-tokenized FAST ids of `vla-data tokenizer cache` when present.
         bad_images: "fail": an undecodable frame is an error; "mask": a blank frame whose mask is
             False, counted in `batch["images_dropped"]`.
+        cache_dir: Remote roots (s3://, gs://, ...): node-local shard cache folder, shared by the
+            workers and processes of a node (default ~/.cache/vla-data/shards).
+        cache_limit: Bytes the shard cache may hold, least recently used shards out first (default
+            32 GiB); 0: no cache, each sample reads only its own rows and columns.
+        storage_options: pyarrow filesystem options for remote roots (e.g. endpoint_url,
+            access_key, secret_key, region); never printed. Default: the AWS environment variables.
         web_templates: Prompt template per web sample kind (caption, vqa, detection, chat), applied to
             the first user turn; PaliGemma's by default (`caption en`, `answer en {question}`,
             `detect {labels}`, `{question}`).
@@ -174,6 +180,9 @@ class LoaderConfig:
     persistent_workers: bool = False
     use_fast_cache: bool = True
     bad_images: Literal["fail", "mask"] = "fail"
+    cache_dir: str | None = None
+    cache_limit: int | None = None
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)
     web_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     web_resize_mode: Literal["pad", "crop"] = "pad"
     web_extra_images: Literal["fail", "drop"] = "fail"
@@ -217,6 +226,8 @@ class LoaderConfig:
         for name in ("batch_size", "max_tokens", "horizon", "action_dim", "world_size", "shuffle_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.cache_limit is not None and self.cache_limit < 0:
+            raise ConfigError("cache_limit", f"must be >= 0 bytes (0: no cache), got {self.cache_limit}")
         if not 0 <= self.rank < self.world_size:
             raise ConfigError("rank", f"{self.rank} is not in 0..world_size-1 ({self.world_size})")
         if self.prompt_format != "vla_data" and not self.state_in_prompt:
@@ -282,6 +293,8 @@ class LoaderConfig:
         if self.fast_tokenizer is not None:
             changes["fast_tokenizer"] = resolve_path(self.fast_tokenizer, base)
             require_path("fast_tokenizer", self.fast_tokenizer, changes["fast_tokenizer"], base)
+        if self.cache_dir is not None:
+            changes["cache_dir"] = resolve_path(self.cache_dir, base)  # created on first use
         if self.text_tokenizer != "byte":
             changes["text_tokenizer"] = resolve_path(self.text_tokenizer, base)
             require_path("text_tokenizer", self.text_tokenizer, changes["text_tokenizer"], base, folder=False)

@@ -48,6 +48,16 @@ def image_slots(
     return out
 
 
+def open_dataset(root: str, config) -> ShardDataset:
+    """A source's dataset, with the config's remote shard cache and storage options."""
+    return ShardDataset(
+        root,
+        cache_dir=config.cache_dir,
+        cache_limit=config.cache_limit,
+        storage_options=config.storage_options,
+    )
+
+
 def load_image(data: bytes, size: tuple[int, int], *, draft: bool = False) -> np.ndarray:
     """Encoded frame -> uint8 `[3, h, w]`, resized with aspect-preserving pad (openpi's rounding).
 
@@ -69,7 +79,7 @@ def load_stored_image(
         shard = ds.manifest.shards[int(ds.episode_shard[episode])].file
         shard_row = int(ds.episode_offset[episode]) + row
         raise VlaDataError(
-            f"{ds.root / shard}: row {shard_row}, column {feature!r}: image cannot be decoded ({e})"
+            f"{ds.name}/{shard}: row {shard_row}, column {feature!r}: image cannot be decoded ({e})"
         ) from e
 
 
@@ -83,7 +93,8 @@ def delta_action_stats(
     pick = np.sort(rng.choice(len(episodes), min(DELTA_STATS_CHUNKS, len(episodes)), replace=False))
     stats = RunningStats()
     for episode in np.unique(episodes[pick]):
-        data = dataset.episode(int(episode), [ACTION, STATE])
+        length = int(dataset.episode_length[episode])  # ranged: never fills a remote shard cache
+        data = dataset.columns(dataset.rows(int(episode), 0, length, [ACTION, STATE], ranged=True))
         starts = frames[pick][episodes[pick] == episode]
         rows, _ = chunk_indices(len(data[ACTION]), starts, horizon)
         chunks = delta_chunk(data[ACTION][rows], data[STATE][starts], dims)  # [n, H, D]
@@ -100,7 +111,7 @@ class RobotDataset:
         self.config = config
         self.fast = fast
         self.prompt = prompt
-        self.datasets = [ShardDataset(root) for root in roots]
+        self.datasets = [open_dataset(root, config) for root in roots]
         self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
         self.slots, self.state_norm, self.action_norm, self.cache_paths = [], [], [], []
         for ds in self.datasets:
@@ -120,7 +131,8 @@ class RobotDataset:
             )
             self.action_norm.append(Normalizer.from_stats(action_stats, config.normalization))
             path = Path(ds.root) / FAST_CACHE_DIR / f"{self.cache_key(len(self.action_norm) - 1)}.arrow"
-            self.cache_paths.append(path if config.use_fast_cache and path.exists() else None)
+            local = config.use_fast_cache and not ds.remote  # remote roots compute FAST ids per sample
+            self.cache_paths.append(path if local and path.exists() else None)
         self._ids: dict[int, IdLists] = {}
         self._episodes = EpisodeCache()
         self._frames = EpisodeCache(max_bytes=FRAME_VIEW_BYTES)
@@ -170,22 +182,27 @@ class RobotDataset:
         return self._ids[d][global_row]
 
     def frame(self, d: int, episode: int, feature: str, t: int) -> bytes:
-        """Encoded frame `t` of a camera. Local datasets: cut from the memory-mapped shard through
-        per-episode offsets cached per worker; URIs: read through the dataset."""
+        """Encoded frame `t` of a camera. Local (and cached remote) datasets: cut from the
+        memory-mapped shard through per-episode offsets cached per worker; remote ones without a
+        cache: that frame's byte range only."""
         ds = self.datasets[d]
-        if ds.uri:
-            return ds.episode_table(episode).column(feature)[t].as_py()
+        if ds.remote and ds.cache is None:
+            return ds.rows(episode, t, t + 1, [feature]).column(feature)[0].as_py()
         offsets, data = self._frames.get(
             (d, episode, feature), lambda: binary_views(ds.episode_table(episode).column(feature))
         )
         return data[offsets[t] : offsets[t + 1]].tobytes()
 
-    def episode_arrays(self, d: int, episode: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """`action` `[T, Da]` and `observation.state` `[T, S]` (or None) of an episode, cached."""
+    def episode_arrays(
+        self, d: int, episode: int, rows: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`action` `[T, Da]` and `observation.state` `[T, S]` (or None) of an episode, cached; or
+        only `rows` (start, stop) of it, uncached (remote datasets without a shard cache)."""
 
         def load() -> tuple[np.ndarray, np.ndarray | None]:
             ds = self.datasets[d]
-            table = ds.episode_table(episode).select([c for c in (ACTION, STATE) if c in ds.features])
+            columns = [c for c in (ACTION, STATE) if c in ds.features]
+            table = ds.rows(episode, *rows, columns) if rows else ds.episode_table(episode, columns)
             actions = column_to_numpy(table.column(ACTION), ds.features[ACTION]).reshape(table.num_rows, -1)
             if STATE not in ds.features:
                 return actions, None
@@ -193,7 +210,7 @@ class RobotDataset:
                 table.num_rows, -1
             )
 
-        return self._episodes.get((d, episode), load)
+        return load() if rows else self._episodes.get((d, episode), load)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.sample(index)
@@ -203,11 +220,19 @@ class RobotDataset:
         d, episode, t = self.locate(index)
         ds = self.datasets[d]
         timer.mark("locate")
-        actions, state = self.episode_arrays(d, episode)
+        if ds.remote and ds.cache is None:  # no shard cache: fetch only this sample's rows
+            first = t
+            actions, state = self.episode_arrays(
+                d, episode, (t, min(int(ds.episode_length[episode]), t + self.config.horizon))
+            )
+        else:
+            first = 0
+            actions, state = self.episode_arrays(d, episode)
         timer.mark("read")
-        chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([t]))
+        start = t - first  # the sample's row in `actions` / `state`
+        chunk, is_pad = self.normalized_chunks(d, actions, state, np.array([start]))
         chunk, is_pad = chunk[0], is_pad[0]  # [H, Da], [H]
-        norm_state = self.state_norm[d].normalize(state[t]) if state is not None else None
+        norm_state = self.state_norm[d].normalize(state[start]) if state is not None else None
         padded_actions, dim_mask = pad_dims(chunk.astype(np.float32), self.config.action_dim)
         padded_state = (
             pad_dims(norm_state.astype(np.float32), self.config.action_dim)[0]

@@ -51,9 +51,9 @@ class SourceRobotDataset(RobotDataset):
     padded (masked in `action_is_pad`), and only the first `max_episodes` episodes are sampled."""
 
     def __init__(self, source: SourceConfig, index: int, config: LoaderConfig, fast, prompt: PromptBuilder):
-        from vla_data.shards import ShardDataset
+        from vla_data.loader.robot import open_dataset
 
-        fps = [ShardDataset(root).manifest.fps for root in source.paths]
+        fps = [open_dataset(root, replace(config, cache_limit=0)).manifest.fps for root in source.paths]
         own = replace(
             config,
             horizon=source_horizon(source, index, config, fps),

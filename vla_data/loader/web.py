@@ -10,17 +10,18 @@ import numpy as np
 
 from vla_data.errors import VlaDataError
 from vla_data.images import decode_for_size, resize_geometry
-from vla_data.shards import ShardDataset
 from vla_data.sources.web_sample import WEB_FEATURES, read_web_sample
 from vla_data.tokenizers.prompt import PromptBuilder
 from vla_data.tokenizers.web_text import WebTextBuilder, detection_text, transform_box
+
+from .robot import open_dataset
 
 
 class WebDataset:
     def __init__(self, roots: tuple[str, ...], config, prompt: PromptBuilder):
         self.config = config
         self.text = WebTextBuilder(prompt.text, dict(config.web_templates))
-        self.datasets = [ShardDataset(root) for root in roots]
+        self.datasets = [open_dataset(root, config) for root in roots]
         for ds in self.datasets:
             missing = [f for f in WEB_FEATURES if f not in ds.features]
             if missing:

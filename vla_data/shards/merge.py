@@ -21,6 +21,7 @@ from vla_data.progress import progress
 from vla_data.shards.manifest import EPISODES_FILE, SHARD_DIR, Manifest, ShardInfo, load_manifest, shard_path
 from vla_data.shards.reader import open_arrow_file
 from vla_data.shards.writer import TaskIndex, commit_dataset, sha256_file
+from vla_data.storage import is_local, is_uri, local_path
 
 STAGING_DIR = ".units"  # conversion units live here until they are merged into OUT
 PLACED = {"kept": 0, "patched": 0, "rewritten": 0, "hashed_bytes": 0}  # this process (tests, benchmarks)
@@ -57,8 +58,12 @@ def merge_datasets(
     recomputed from the merged shards, so they carry the usual quantile bound; `episodes.arrow` and
     `manifest.json` are written last.
     """
-    inputs = [Path(p) for p in inputs]
-    out = Path(out)
+    if any(is_uri(p) and not is_local(p) for p in [*inputs, out]):
+        from vla_data.object_store import merge_uris
+
+        return merge_uris([str(p) for p in inputs], str(out), source=source)
+    inputs = [local_path(p) for p in inputs]
+    out = local_path(out)
     if out.exists() and any(p.name != STAGING_DIR for p in out.iterdir()):
         raise ShardError(f"{out} is not empty; merge into a new folder")
     manifests = [load_manifest(p) for p in inputs]

@@ -195,7 +195,7 @@ def read_web_sample(dataset, index: int) -> WebSample:
             "with `vla-data convert web`"
         )
     episode, row = dataset.locate(index)
-    return web_sample_from_table(dataset.episode_table(episode), row)
+    return web_sample_from_table(dataset.rows(episode, row, row + 1, list(WEB_FEATURES)), 0)
 
 
 def web_sample_from_table(table: pa.Table, row: int) -> WebSample:
