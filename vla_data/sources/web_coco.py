@@ -4,12 +4,13 @@ non-crowd box.
 
 The annotations of an image are spread over the whole file, so the JSON is streamed once into
 an on-disk SQLite index (`<tmp>/vla-data-coco-<hash>.sqlite`, keyed by the file's path, size and
-mtime, reused by workers and by later runs) instead of being held in memory: memory stays flat
-whatever the size of the file.
+mtime, read by the workers) instead of being held in memory: memory stays flat whatever the size
+of the file. The process that built the index removes it when it exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import sqlite3
@@ -75,6 +76,7 @@ def build_index(file: Path) -> Path:
         db.commit()
         db.close()
         os.replace(tmp, path)
+        atexit.register(path.unlink, missing_ok=True)
     except (KeyError, TypeError, ValueError) as e:
         db.close()
         tmp.unlink(missing_ok=True)
