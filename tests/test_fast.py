@@ -182,3 +182,20 @@ def test_binning_baseline():
     assert valid.all() and np.abs(decoded - chunks).max() <= 1 / 256 + 1e-12
     _, valid = binning.decode([ids[0][:-1]], horizon=10, action_dim=3)
     assert not valid[0]
+
+
+def test_encode_refuses_a_symbol_the_fitted_vocabulary_cannot_spell():
+    # T=1: the DCT is the identity, so coefficients are round(10 * a): fitted on -10, 0 and 10 only.
+    fit = np.array([[[-1.0, 0.0]], [[1.0, 0.0]], [[0.0, 1.0]], [[0.0, -1.0]]] * 4)
+    unseen = np.array([[[0.5, 0.0]]])  # coefficient 5, inside the fitted range but never seen
+    compat = FastTokenizer.fit(fit, mode="compat")
+    # byte-level BPE would silently drop the unseen symbol (the reference does): an id list one short
+    with pytest.raises(
+        TokenizerError, match=r"chunk 0: DCT coefficient 5 \(frequency 0, dim 0\) never occurred"
+    ):
+        compat.encode(unseen)
+    assert compat.decode(compat.encode(fit), horizon=1, action_dim=2)[1].all()
+    # default mode's alphabet holds every symbol of the range, so the same chunk round-trips
+    default = FastTokenizer.fit(fit, mode="default")
+    actions, valid = default.decode(default.encode(unseen), horizon=1, action_dim=2)
+    assert valid.all() and np.allclose(actions, unseen)

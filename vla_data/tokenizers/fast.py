@@ -30,7 +30,7 @@ from scipy.fft import dct, idct
 from tokenizers import Tokenizer, decoders, models, trainers
 
 from vla_data.errors import TokenizerError
-from vla_data.tokenizers.symbol_table import SymbolTable
+from vla_data.tokenizers.symbol_table import SymbolTable, byte_to_unicode
 
 Mode = Literal["default", "compat"]
 DecodeErrors = Literal["flag", "raise", "relaxed"]
@@ -118,6 +118,7 @@ class FastTokenizer:
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         self._bpe_vocab_size = bpe.get_vocab_size()
         self._table: SymbolTable | None | bool = False  # built on first decode; None: unsupported
+        self._known: np.ndarray | None = None  # built on first encode, see `_known_symbols`
 
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod
@@ -192,7 +193,19 @@ class FastTokenizer:
                     f"normalization, or encode with on_error='clip'"
                 )
             coefficients = np.clip(coefficients, self.min_token, self.max_token)
-        return (coefficients - self.min_token).astype(np.int64)
+        symbols = (coefficients - self.min_token).astype(np.int64)
+        unknown = ~self._known_symbols()[symbols]
+        if unknown.any():
+            # BPE drops characters outside its vocabulary without a word (the reference does too), so
+            # the ids would decode to a chunk of the wrong length.
+            b, flat = np.argwhere(unknown)[0]
+            step, dim = divmod(int(flat), batch.shape[2])
+            raise TokenizerError(
+                f"chunk {b}: DCT coefficient {int(symbols[b, flat]) + self.min_token} (frequency {step}, dim "
+                f"{dim}) never occurred when the tokenizer was fitted, so BPE would drop it; refit on data "
+                f"that covers it"
+            )
+        return symbols
 
     def encode(self, chunks: np.ndarray, *, on_error: EncodeErrors = "raise") -> list[list[int]]:
         """Token ids for each chunk of `[B, T, D]` (or one `[T, D]` chunk -> a list with one entry)."""
@@ -200,6 +213,22 @@ class FastTokenizer:
         # `encode_batch_fast` (tokenizers >= 0.20) skips the character offsets nobody here reads.
         encode_batch = getattr(self.bpe, "encode_batch_fast", self.bpe.encode_batch)
         return [encoding.ids for encoding in encode_batch(strings)]
+
+    def _known_symbols(self) -> np.ndarray:
+        """Bool `[max_token - min_token + 1]`: symbols the BPE vocabulary can spell (single characters;
+        in compat mode, the byte-level characters of the symbol's UTF-8 bytes)."""
+        if self._known is None:
+            vocab = self.bpe.get_vocab()
+            to_char = byte_to_unicode()
+
+            def spelled(symbol: int) -> bool:
+                text = chr(symbol)
+                if self.mode == "compat":
+                    text = "".join(to_char[b] for b in text.encode("utf-8", "surrogatepass"))
+                return all(c in vocab for c in text)
+
+            self._known = np.array([spelled(s) for s in range(self.max_token - self.min_token + 1)], bool)
+        return self._known
 
     # -- decoding --------------------------------------------------------------------------------
     def decode(
