@@ -141,3 +141,24 @@ def test_verify_stats_info_and_merge_on_uris(aloha, s3_server, tmp_path, monkeyp
     ]
     result = runner.invoke(main, ["--endpoint-url", s3_server.endpoint, "verify", merged])
     assert result.exit_code == 1 and "sha256 differs" in result.output
+
+
+def test_ray_units_upload_from_the_workers(aloha, s3_server, tmp_path):
+    """Ray workers convert their units on their own temporary disk and upload them; the driver only
+    merges on the store. Same bytes as a local units conversion."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'vla-data[ray]')")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    source = HDF5Source.from_paths(aloha, layout="aloha")
+    options = ConvertOptions(shard_bytes=SHARD_BYTES, executor="local", unit_episodes=3)
+    convert(source, tmp_path / "local", options)
+    uri = new_uri(s3_server, "ray")
+    remote = ConvertOptions(
+        **{**vars(options), "executor": "ray", "storage_options": s3_server.storage_options}
+    )
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        convert(source, uri, remote)
+    finally:
+        ray.shutdown()
+    assert remote_manifest(s3_server, uri) == manifest_of(tmp_path / "local")
+    assert verify_dataset(uri, storage_options=s3_server.storage_options) == []
