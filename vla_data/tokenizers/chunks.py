@@ -109,7 +109,7 @@ def sample_chunks(roots: list[str | Path], spec: ChunkSpec) -> Chunks:
     for lo, hi in progress(segments, "read chunks", total=len(bounds) + 1, unit="episode"):
         d, e = int(episode_owner[episodes[lo]]), int(episode_local[episodes[lo]])
         ds = datasets[d]
-        values = column_to_numpy(ds.episode_table(e).select([spec.key]).column(0), ds.features[spec.key])
+        values = column_to_numpy(ds.episode_table(e, [spec.key]).column(0), ds.features[spec.key])
         array = values.reshape(int(ds.episode_length[e]), -1)  # [T, D]
         rows = starts[lo:hi, None] + offsets  # [n, H]
         chunk = array[rows]
