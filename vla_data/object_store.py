@@ -134,7 +134,7 @@ def merge_on_store(
     uploaded, one shard at a time. `episodes.arrow` and `manifest.json` are written last."""
     import tempfile
 
-    from vla_data.shards.merge import _check_compatible, place_shard
+    from vla_data.shards.merge import _check_compatible, place_shard, renumber
     from vla_data.shards.writer import TaskIndex
 
     if exists(fs, f"{out}/{MANIFEST_FILE}"):
@@ -149,30 +149,11 @@ def merge_on_store(
         skipped += manifest.skipped
         if not manifest.num_episodes:
             continue
-        task_map = np.array([tasks.index(t) for t in manifest.tasks], dtype=np.int32)
         episodes = pa.ipc.open_file(pa.py_buffer(read_bytes(fs, f"{root}/{EPISODES_FILE}"))).read_all()
-        old = {name: episodes.column(name).to_numpy() for name in ("episode_index", "shard", "task_index")}
-        lengths = episodes.column("length").to_numpy()
-        new_episode = np.arange(len(rows), len(rows) + episodes.num_rows)
-        new_task = task_map[old["task_index"]]
-        shard_base = len(shards)
-        for row, episode, task in zip(episodes.to_pylist(), new_episode, new_task, strict=True):
-            rows.append(
-                {
-                    **row,
-                    "episode_index": int(episode),
-                    "shard": row["shard"] + shard_base,
-                    "task_index": int(task),
-                }
-            )
+        new_rows, shard_changes = renumber(episodes, manifest, tasks, len(rows), len(shards))
+        rows += new_rows
         compression = manifest.source.get("convert_options", {}).get("compression")
-        for s, info in enumerate(manifest.shards):
-            mine = old["shard"] == s  # this shard's episodes, in row order
-            changes = {}
-            if not np.array_equal(old["episode_index"][mine], new_episode[mine]):
-                changes["episode_index"] = np.repeat(new_episode[mine], lengths[mine]).astype(np.int64)
-            if not np.array_equal(old["task_index"][mine], new_task[mine]):
-                changes["task_index"] = np.repeat(new_task[mine], lengths[mine]).astype(np.int32)
+        for info, changes in zip(manifest.shards, shard_changes, strict=True):
             file = shard_path(len(shards))
             if not changes:
                 fs.copy_file(f"{root}/{info.file}", f"{out}/{file}")  # server side

@@ -27,6 +27,33 @@ STAGING_DIR = ".units"  # conversion units live here until they are merged into 
 PLACED = {"kept": 0, "patched": 0, "rewritten": 0, "hashed_bytes": 0}  # this process (tests, benchmarks)
 
 
+def renumber(
+    episodes: pa.Table, manifest: Manifest, tasks: TaskIndex, first_episode: int, first_shard: int
+) -> tuple[list[dict[str, Any]], list[dict[str, np.ndarray]]]:
+    """One input's episode rows renumbered for the merged dataset (episodes from `first_episode`,
+    shards from `first_shard`, tasks through `tasks`), and per input shard the index columns that
+    change (`{}` when the shard can be placed as it is)."""
+    task_map = np.array([tasks.index(t) for t in manifest.tasks], dtype=np.int32)
+    old = {name: episodes.column(name).to_numpy() for name in ("episode_index", "shard", "task_index")}
+    lengths = episodes.column("length").to_numpy()
+    new_episode = np.arange(first_episode, first_episode + episodes.num_rows)
+    new_task = task_map[old["task_index"]]
+    rows = [
+        {**row, "episode_index": int(episode), "shard": row["shard"] + first_shard, "task_index": int(task)}
+        for row, episode, task in zip(episodes.to_pylist(), new_episode, new_task, strict=True)
+    ]
+    shard_changes = []
+    for s in range(len(manifest.shards)):
+        mine = old["shard"] == s  # this shard's episodes, in row order
+        changes = {}
+        if not np.array_equal(old["episode_index"][mine], new_episode[mine]):
+            changes["episode_index"] = np.repeat(new_episode[mine], lengths[mine]).astype(np.int64)
+        if not np.array_equal(old["task_index"][mine], new_task[mine]):
+            changes["task_index"] = np.repeat(new_task[mine], lengths[mine]).astype(np.int32)
+        shard_changes.append(changes)
+    return rows, shard_changes
+
+
 def _check_compatible(manifests: list[Manifest], inputs: list[Path]) -> Manifest:
     filled = [(m, p) for m, p in zip(manifests, inputs, strict=True) if m.num_episodes]
     if not filled:
@@ -79,30 +106,12 @@ def merge_datasets(
         skipped += manifest.skipped
         if not manifest.num_episodes:
             continue
-        task_map = np.array([tasks.index(t) for t in manifest.tasks], dtype=np.int32)
-        episodes = open_arrow_file(root / EPISODES_FILE)
-        old = {name: episodes.column(name).to_numpy() for name in ("episode_index", "shard", "task_index")}
-        lengths = episodes.column("length").to_numpy()
-        new_episode = np.arange(len(rows), len(rows) + episodes.num_rows)
-        new_task = task_map[old["task_index"]]
-        shard_base = len(shards)
-        for row, episode, task in zip(episodes.to_pylist(), new_episode, new_task, strict=True):
-            rows.append(
-                {
-                    **row,
-                    "episode_index": int(episode),
-                    "shard": row["shard"] + shard_base,
-                    "task_index": int(task),
-                }
-            )
+        new_rows, shard_changes = renumber(
+            open_arrow_file(root / EPISODES_FILE), manifest, tasks, len(rows), len(shards)
+        )
+        rows += new_rows
         compression = manifest.source.get("convert_options", {}).get("compression")
-        for s, info in enumerate(manifest.shards):
-            mine = old["shard"] == s  # this shard's episodes, in row order
-            changes = {}
-            if not np.array_equal(old["episode_index"][mine], new_episode[mine]):
-                changes["episode_index"] = np.repeat(new_episode[mine], lengths[mine]).astype(np.int64)
-            if not np.array_equal(old["task_index"][mine], new_task[mine]):
-                changes["task_index"] = np.repeat(new_task[mine], lengths[mine]).astype(np.int32)
+        for info, changes in zip(manifest.shards, shard_changes, strict=True):
             file = shard_path(len(shards))
             shards.append(
                 place_shard(root / info.file, out, file, info, changes, link=link, compression=compression)
