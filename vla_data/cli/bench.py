@@ -8,6 +8,14 @@ import click
 
 from vla_data.cli.errors import friendly_errors
 
+SCRATCH_DIR = click.option(
+    "--dir",
+    "work_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Scratch folder (default: a temporary one).",
+)
+
 
 @click.group()
 def bench() -> None:
@@ -49,13 +57,7 @@ def bench() -> None:
 @click.option(
     "--repeats", type=int, default=1, show_default=True, help="Runs per setting; the median is reported."
 )
-@click.option(
-    "--dir",
-    "work_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Scratch folder (default: a temporary one).",
-)
+@SCRATCH_DIR
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench_convert(
@@ -308,13 +310,7 @@ def bench_loader(
     show_default=True,
     help="Steps of the generated robot dataset whose loader build + first batch is checked (0: skip).",
 )
-@click.option(
-    "--dir",
-    "work_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Scratch folder (default: a temporary one).",
-)
+@SCRATCH_DIR
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def bench_scale(sizes, stages, base, loader_batches, loader_steps, work_dir, as_json) -> None:

@@ -26,19 +26,25 @@ Ref = dict[str, Any]
 
 
 # -- JSON Lines --------------------------------------------------------------------------------
+def _grouped(file: Path, key: str, starts: Iterator[tuple[int, int]], group_size: int) -> Iterator[Ref]:
+    """Records of one file, given as (byte offset, position under `key`), in refs of `group_size`."""
+    ref = None
+    for offset, position in starts:
+        if ref is None:
+            ref = {"file": str(file), "start": offset, key: position, "count": 0}
+        ref["count"] += 1
+        if ref["count"] == group_size:
+            yield ref
+            ref = None
+    if ref is not None:
+        yield ref
+
+
 def scan_lines(files: list[Path], group_size: int) -> Iterator[Ref]:
     for file in files:
         with open(file, "rb") as f:
-            ref = None
-            for offset, number, _ in iter_json_lines(f, str(file)):
-                if ref is None:
-                    ref = {"file": str(file), "start": offset, "line": number, "count": 0}
-                ref["count"] += 1
-                if ref["count"] == group_size:
-                    yield ref
-                    ref = None
-            if ref is not None:
-                yield ref
+            starts = ((offset, number) for offset, number, _ in iter_json_lines(f, str(file)))
+            yield from _grouped(file, "line", starts, group_size)
 
 
 def records_lines(ref: Ref) -> Iterator[tuple[str, Any]]:
@@ -52,16 +58,8 @@ def records_lines(ref: Ref) -> Iterator[tuple[str, Any]]:
 def scan_array(files: list[Path], group_size: int) -> Iterator[Ref]:
     for file in files:
         with open(file, "rb") as f:
-            ref = None
-            for index, (offset, _) in enumerate(iter_json_array(f, str(file))):
-                if ref is None:
-                    ref = {"file": str(file), "start": offset, "index": index, "count": 0}
-                ref["count"] += 1
-                if ref["count"] == group_size:
-                    yield ref
-                    ref = None
-            if ref is not None:
-                yield ref
+            starts = ((offset, index) for index, (offset, _) in enumerate(iter_json_array(f, str(file))))
+            yield from _grouped(file, "index", starts, group_size)
 
 
 def records_array(ref: Ref) -> Iterator[tuple[str, Any]]:
