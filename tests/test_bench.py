@@ -112,15 +112,3 @@ def test_bench_scale_tiny_runs_every_stage_and_the_loader_check(tmp_path):
         assert row["time_ratio"] == large["ms_per_item"] / small["ms_per_item"]
     check = result["loader_check"]
     assert check["steps"] == 1000 and check["build_and_first_batch_s"] > 0 and check["main_rss_mb"] > 0
-
-
-def test_bench_lerobot_says_why_it_skips_without_lerobot():
-    import importlib.util
-
-    if importlib.util.find_spec("lerobot") is not None:  # then it needs the dataset to compare on
-        result = CliRunner().invoke(main, ["bench", "lerobot"])
-        assert result.exit_code != 0 and "needs --dataset" in result.output
-        return
-    out = run("bench", "lerobot")
-    assert out.startswith("skipped: the `lerobot` package is not importable here")
-    assert "torch<2.11" in out and "Python >= 3.12" in out
