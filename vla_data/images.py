@@ -81,6 +81,23 @@ def decode_for_size(
     return _place(scaled, height, width, mode)
 
 
+def decode_into(data, out: np.ndarray, mode: ResizeMode = "pad", *, draft: bool = False) -> None:
+    """`decode_for_size(data, h, w, mode, draft=draft)` written into `out`, a C-contiguous uint8
+    `[h, w, 3]` array (a row of a batch). `data` is bytes or a uint8 array (a view of a shard). A
+    JPEG stored at exactly `h x w` decodes straight into `out` (simplejpeg; no frame allocated and
+    copied); anything else decodes as `decode_for_size` does, then is copied in."""
+    height, width = out.shape[:2]
+    if simplejpeg is not None and bytes(data[:3]) == b"\xff\xd8\xff":
+        try:
+            h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+            if (h, w) == (height, width) and colorspace in ("YCbCr", "Gray"):  # as decode_image
+                simplejpeg.decode_jpeg(data, "RGB", buffer=out)
+                return
+        except ValueError:  # what simplejpeg refuses, PIL decodes or reports (decode_image)
+            pass
+    out[...] = decode_for_size(bytes(data), height, width, mode, draft=draft)
+
+
 def image_format_of(data: bytes) -> ImageFormat:
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"

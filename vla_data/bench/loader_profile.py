@@ -11,9 +11,10 @@ STAGES = ("locate", "read", "normalize", "FAST ids", "prompt", "image decode", "
 def profile_loader(loader, batches: int) -> dict[str, Any]:
     """Microseconds per sample of each stage over `batches` batches of a robot-only loader.
 
-    Samples are built in this process by the same code the workers run; "collate" is the batch
-    assembly (in a worker it also allocates the batch in shared memory), "IPC" what handing a
-    worker's batch over costs: pickling its shared-memory tensors with the DataLoader's pickler and
+    Batches are built in this process by the code the DataLoader runs (`__getitems__`: a whole
+    batch at a time, each stage once per batch, charged per sample); "collate" is allocating the
+    batch buffer (in a worker: in shared memory) and finishing it, "IPC" what handing a worker's
+    batch over costs: pickling its shared-memory tensors with the DataLoader's pickler and
     unpickling them (here in one process, so without the pipe)."""
     from multiprocessing.reduction import ForkingPickler
 
@@ -22,8 +23,7 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
     from vla_data.loader.robot import RobotDataset
     from vla_data.loader.stage_timer import StageTimer
 
-    robot = loader.sources[0]
-    if not isinstance(robot, RobotDataset) or len(loader.sources) != 1:
+    if not isinstance(loader.sources[0], RobotDataset) or len(loader.sources) != 1:
         raise ValueError("profile_loader needs a loader with one robot source")
     collate = loader.dataloader.collate_fn
     keys = iter(loader.dataloader.batch_sampler)
@@ -32,19 +32,13 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
     for _ in range(batches):
         batch_keys = next(keys)
         timer.start()
-        samples = []
-        for source, index in batch_keys:
-            sample = robot.sample(index, timer)
-            sample["source"] = source
-            samples.append(sample)
-        batch = collate(samples)
-        timer.mark("collate")
+        batch = collate.assemble(loader.sources, batch_keys, timer)
         for tensor in _tensors(batch):
             tensor.share_memory_()  # where a worker's collate allocates them
         timer.start()
         pickle.loads(bytes(ForkingPickler.dumps(batch)))
         timer.mark("IPC")
-        samples_done += len(samples)
+        samples_done += len(batch_keys)
     per_sample = {stage: timer.seconds[stage] / samples_done * 1e6 for stage in STAGES}
     return {"samples": samples_done, "us_per_sample": per_sample, "total_us": sum(per_sample.values())}
 
@@ -59,7 +53,7 @@ def _tensors(batch: dict[str, Any]):
 
 def format_profile(profile: dict[str, Any], bound_us: float | None = None) -> str:
     total = profile["total_us"]
-    lines = [f"per-sample profile (num_workers=0 code path, {profile['samples']} samples)"]
+    lines = [f"per-sample profile (whole-batch code path, {profile['samples']} samples)"]
     lines.append(f"{'stage':<16}{'us/sample':>10}{'share':>8}")
     for stage, us in profile["us_per_sample"].items():
         lines.append(f"{stage:<16}{us:>10.1f}{us / total:>8.0%}")

@@ -22,7 +22,7 @@ from vla_data.tokenizers.text import ByteTokenizer, HFTokenizer
 
 from .attention import ki_attention_mask
 from .check import announce_cameras, check_cached_lengths
-from .collate import Collate
+from .collate import BatchShape, Collate
 from .config import LoaderConfig, SourceConfig
 from .config_check import ConfigError
 from .mixture import LoaderState, MixtureBatchSampler, MixturePlan
@@ -34,10 +34,12 @@ __all__ = ["LoaderConfig", "SourceConfig", "VlaLoader", "ki_attention_mask", "ma
 
 
 class MixtureDataset(torch.utils.data.Dataset):
-    """Maps a (source, sample) key to that source's sample."""
+    """Maps a (source, sample) key to that source's sample; with a `collate` that knows the batch
+    shape, a list of keys to a finished batch (`__getitems__`, which the DataLoader calls in the
+    main process and in workers instead of one `__getitem__` per sample)."""
 
-    def __init__(self, sources: list[RobotDataset | WebDataset]):
-        self.sources = sources
+    def __init__(self, sources: list[RobotDataset | WebDataset], collate: Collate | None = None):
+        self.sources, self.collate = sources, collate
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
@@ -47,6 +49,11 @@ class MixtureDataset(torch.utils.data.Dataset):
         sample = self.sources[source][index]
         sample["source"] = source
         return sample
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> dict[str, Any] | list[dict[str, Any]]:
+        if self.collate is None or self.collate.shape is None:
+            return [self[key] for key in keys]
+        return self.collate.assemble(self.sources, keys)
 
 
 def text_tokenizer(config: LoaderConfig):
@@ -119,12 +126,17 @@ class VlaLoader:
         )
         self.state = LoaderState()
         workers = config.num_workers
+        collate = Collate(
+            config.max_tokens,
+            self.prompt.text.pad_id,
+            config.truncate,
+            config.bad_images == "mask",
+            BatchShape(config.image_slots, config.image_size, config.horizon, config.action_dim),
+        )
         self.dataloader = torch.utils.data.DataLoader(
-            MixtureDataset(self.sources),
+            MixtureDataset(self.sources, collate),
             batch_sampler=MixtureBatchSampler(self.plan, config.rank, self.state),
-            collate_fn=Collate(
-                config.max_tokens, self.prompt.text.pad_id, config.truncate, config.bad_images == "mask"
-            ),
+            collate_fn=collate,
             num_workers=workers,
             pin_memory=config.pin_memory,
             persistent_workers=config.persistent_workers and workers > 0,

@@ -19,6 +19,7 @@ from vla_data.tokenizers.fast import FastTokenizer
 from vla_data.tokenizers.prompt import PromptBuilder
 
 from .chunks import chunk_indices, delta_chunk
+from .collate import BatchArrays
 from .episode_cache import EpisodeCache, IdLists, binary_views
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
@@ -77,11 +78,15 @@ def load_stored_image(
     except Exception as e:  # PIL raises several types for corrupt data
         if config.bad_images == "mask":
             return np.zeros((3, *config.image_size), np.uint8), False
-        shard = ds.manifest.shards[int(ds.episode_shard[episode])].file
-        shard_row = int(ds.episode_offset[episode]) + row
-        raise VlaDataError(
-            f"{ds.name}/{shard}: row {shard_row}, column {feature!r}: image cannot be decoded ({e})"
-        ) from e
+        raise stored_image_error(ds, episode, row, feature, e) from e
+
+
+def stored_image_error(ds: ShardDataset, episode: int, row: int, feature: str, e: Exception) -> VlaDataError:
+    shard = ds.manifest.shards[int(ds.episode_shard[episode])].file
+    shard_row = int(ds.episode_offset[episode]) + row
+    return VlaDataError(
+        f"{ds.name}/{shard}: row {shard_row}, column {feature!r}: image cannot be decoded ({e})"
+    )
 
 
 def delta_action_stats(
@@ -178,21 +183,32 @@ class RobotDataset:
     def fast_ids(self, d: int, global_row: int, chunk: np.ndarray) -> np.ndarray:
         if self.cache_paths[d] is None:
             return np.asarray(self.fast.encode(chunk[None], on_error="clip")[0], np.int64)
+        return self.id_lists(d)[global_row]
+
+    def id_lists(self, d: int) -> IdLists:
+        """Dataset `d`'s pre-tokenized FAST ids (`cache_paths[d]` must be set), opened once per process."""
         if d not in self._ids:
             self._ids[d] = IdLists(open_arrow_file(self.cache_paths[d]).column("ids"))
-        return self._ids[d][global_row]
+        return self._ids[d]
+
+    def task(self, d: int, episode: int) -> str:
+        """The task text of an episode, as the prompt gets it."""
+        return self.datasets[d].task(episode)
 
     def frame(self, d: int, episode: int, feature: str, t: int) -> bytes:
-        """Encoded frame `t` of a camera. Local (and cached remote) datasets: cut from the
-        memory-mapped shard through per-episode offsets cached per worker; remote ones without a
-        cache: that frame's byte range only."""
+        return bytes(self.frame_view(d, episode, feature, t))
+
+    def frame_view(self, d: int, episode: int, feature: str, t: int) -> np.ndarray | bytes:
+        """Encoded frame `t` of a camera. Local (and cached remote) datasets: a uint8 view of the
+        memory-mapped shard, cut through per-episode offsets cached per worker; remote ones without
+        a cache: that frame's byte range only."""
         ds = self.datasets[d]
         if ds.remote and ds.cache is None:
             return ds.rows(episode, t, t + 1, [feature]).column(feature)[0].as_py()
         offsets, data = self._frames.get(
             (d, episode, feature), lambda: binary_views(ds.episode_table(episode).column(feature))
         )
-        return data[offsets[t] : offsets[t + 1]].tobytes()
+        return data[offsets[t] : offsets[t + 1]]
 
     def episode_arrays(
         self, d: int, episode: int, rows: tuple[int, int] | None = None
@@ -215,6 +231,18 @@ class RobotDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.sample(index)
+
+    def fill_batch(
+        self,
+        batch: BatchArrays,
+        rows: np.ndarray,
+        indices: np.ndarray,
+        timer: StageTimer | _NoTimer = NO_TIMER,
+    ) -> None:
+        """Write the samples at steps `indices` into `rows` of `batch`, all at once (`robot_batch`)."""
+        from .robot_batch import fill_robot_rows
+
+        fill_robot_rows(self, batch, rows, indices, timer)
 
     def sample(self, index: int, timer: StageTimer | _NoTimer = NO_TIMER) -> dict[str, Any]:
         """The sample at global step `index`; `timer` (bench loader --profile) is charged per stage."""
@@ -244,7 +272,7 @@ class RobotDataset:
         timer.mark("normalize")
         ids = self.fast_ids(d, int(index - self.offsets[d]), chunk)
         timer.mark("FAST ids")
-        tokens = self.prompt.robot(ds.task(episode), norm_state, ids)
+        tokens = self.prompt.robot(self.task(d, episode), norm_state, ids)
         timer.mark("prompt")
         images, masks, dropped = {}, {}, 0
         for slot, feature in self.slots[d].items():

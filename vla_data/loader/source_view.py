@@ -13,19 +13,7 @@ from vla_data.tokenizers.prompt import PromptBuilder
 from .config import LoaderConfig, SourceConfig
 from .config_check import ConfigError
 from .robot import RobotDataset
-
-
-class TaskPrompt:
-    """A PromptBuilder whose robot task text is replaced, or templated: `"{task}, slowly"`."""
-
-    def __init__(self, prompt: PromptBuilder, template: str):
-        self._prompt, self._template = prompt, template
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._prompt, name)
-
-    def robot(self, task: str, *args: Any, **kwargs: Any):
-        return self._prompt.robot(self._template.replace("{task}", task), *args, **kwargs)
+from .stage_timer import NO_TIMER
 
 
 def source_horizon(source: SourceConfig, index: int, config: LoaderConfig, fps: list[float]) -> int:
@@ -65,9 +53,12 @@ class SourceRobotDataset(RobotDataset):
             source.paths,
             own,
             fast,
-            TaskPrompt(prompt, source.task) if source.task else prompt,
+            prompt,
             source.cameras,
         )
+        self.task_template = (
+            source.task
+        )  # replaces the episode's task text, or templates it: "{task}, slowly"
         self.model_horizon = config.horizon
         self.selected = None
         if source.split is not None or source.max_episodes is not None:
@@ -76,11 +67,23 @@ class SourceRobotDataset(RobotDataset):
     def __len__(self) -> int:
         return super().__len__() if self.selected is None else int(self.selected[0][-1])
 
+    def task(self, d: int, episode: int) -> str:
+        task = super().task(d, episode)
+        return self.task_template.replace("{task}", task) if self.task_template else task
+
+    def source_steps(self, indices: np.ndarray) -> np.ndarray:
+        """Positions in the selected episodes -> steps of the whole source."""
+        if self.selected is None:
+            return indices
+        ends, starts = self.selected
+        k = np.searchsorted(ends, indices, side="right") - 1
+        return starts[k] + indices - ends[k]
+
+    def fill_batch(self, batch, rows: np.ndarray, indices: np.ndarray, timer=NO_TIMER) -> None:
+        super().fill_batch(batch, rows, self.source_steps(np.asarray(indices)), timer)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if self.selected is not None:  # position in the selected episodes -> step of the whole source
-            ends, starts = self.selected
-            k = int(np.searchsorted(ends, index, side="right") - 1)
-            index = int(starts[k] + index - ends[k])
+        index = int(self.source_steps(np.asarray(index)))
         sample = super().__getitem__(index)
         missing = self.model_horizon - len(sample["action_is_pad"])
         if missing:

@@ -61,31 +61,45 @@ def discretize_state(state: np.ndarray) -> np.ndarray:
 
 
 def _state_text(state: np.ndarray) -> str:
-    return " ".join(map(str, discretize_state(state)))
+    return state_texts(np.asarray(state)[None])[0]
+
+
+def state_texts(states: np.ndarray) -> list[str]:
+    """The prompt text of each discretized state row of `[n, S]`, in one `discretize_state` call."""
+    return [" ".join(map(str, row)) for row in discretize_state(states).tolist()]
 
 
 def robot_prefix(task: str, state: np.ndarray | None, *, lowercase: bool = True) -> str:
     """The prefix text of our `vla_data` format."""
-    cleaned = clean_task(task, lowercase=lowercase)
-    if state is None:
-        return f"Task: {cleaned};\n"
-    return f"Task: {cleaned}, State: {_state_text(state)};\n"
+    return format_robot_text(
+        task, None if state is None else _state_text(state), "vla_data", lowercase=lowercase
+    )[0]
 
 
 def robot_text(
     task: str, state: np.ndarray | None, fmt: PromptFormat, *, lowercase: bool = True
 ) -> tuple[str, str]:
     """(prefix text, the text that opens the postfix) of a robot sample; FAST ids, "|" and EOS follow."""
+    return format_robot_text(task, None if state is None else _state_text(state), fmt, lowercase=lowercase)
+
+
+def format_robot_text(
+    task: str, state_text: str | None, fmt: PromptFormat, *, lowercase: bool = True
+) -> tuple[str, str]:
+    """`robot_text` from the state's text (`state_texts`): (prefix text, postfix opener)."""
     if fmt == "vla_data":
-        return robot_prefix(task, state, lowercase=lowercase), "Action: "
-    if state is None:
+        cleaned = clean_task(task, lowercase=lowercase)
+        if state_text is None:
+            return f"Task: {cleaned};\n", "Action: "
+        return f"Task: {cleaned}, State: {state_text};\n", "Action: "
+    if state_text is None:
         raise VlaDataError(
             f"prompt_format {fmt!r} (openpi) always puts the state in the prompt; set state_in_prompt"
         )
     if fmt == "pi0fast":
-        return f"Task: {clean_task_pi0fast(task)}, State: {_state_text(state)};\n", "Action: "
+        return f"Task: {clean_task_pi0fast(task)}, State: {state_text};\n", "Action: "
     if fmt == "pi05":
-        return f"Task: {clean_task_pi05(task)}, State: {_state_text(state)};\nAction: ", ""
+        return f"Task: {clean_task_pi05(task)}, State: {state_text};\nAction: ", ""
     raise VlaDataError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {fmt!r}")
 
 
@@ -154,21 +168,46 @@ class PromptBuilder:
         return self.text.vocab_size + (self.fast_vocab_size if self.mapping == "append" else 0)
 
     def robot(self, task: str, state: np.ndarray | None, fast_ids: np.ndarray) -> SampleTokens:
-        prefix_text, opener = robot_text(
-            task, state if self.state_in_prompt else None, self.prompt_format, lowercase=self.lowercase
-        )
-        prefix = [self.text.bos_id, *self.text.encode(prefix_text)]  # one call: openpi encodes it whole
-        action_word = self.text.encode(opener) if opener else []
-        fast = self.fast_to_text_ids(fast_ids).tolist()
-        tail = [*self.text.encode("|"), self.text.eos_id]
-        tokens = prefix + action_word + fast + tail
-        n_prefix, n_word, n_fast = len(prefix), len(action_word), len(fast)
+        states = None if state is None else np.asarray(state)[None]
+        (tokens,), bounds = self.robot_batch([task], states, [fast_ids])
         position = np.arange(len(tokens))
-        ar = position >= n_prefix
+        prefix, loss, fast_start, fast_end = bounds[0].tolist()
+        return SampleTokens(
+            tokens, position >= prefix, position >= loss, (position >= fast_start) & (position < fast_end)
+        )
+
+    def robot_batch(
+        self, tasks: list[str], states: np.ndarray | None, fast_ids: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Token ids `[n_i]` of n robot samples and their layout `[n, 4]`: prefix end (AR from
+        there), loss start, FAST start and end. `states` `[n, S]` are normalized (None: no state).
+        The states are discretized in one call and the prefixes encoded in one batch call."""
+        texts = state_texts(states) if self.state_in_prompt and states is not None else [None] * len(tasks)
+        pairs = [
+            format_robot_text(task, text, self.prompt_format, lowercase=self.lowercase)
+            for task, text in zip(tasks, texts, strict=True)
+        ]
+        # each prefix is encoded whole, as openpi does
+        prefixes = encode_batch(self.text, [prefix for prefix, _ in pairs])
+        opener = pairs[0][1] if pairs else ""  # fixed by the format
+        word = np.asarray(self.text.encode(opener) if opener else [], np.int64)
+        bos = np.array([self.text.bos_id], np.int64)
+        tail = np.asarray([*self.text.encode("|"), self.text.eos_id], np.int64)
         # openpi's pi0-FAST puts loss on its whole postfix, "Action: " included; ours starts at FAST
-        loss = position >= (n_prefix if self.prompt_format == "pi0fast" else n_prefix + n_word)
-        fast_mask = (position >= n_prefix + n_word) & (position < n_prefix + n_word + n_fast)
-        return SampleTokens(np.asarray(tokens, np.int64), ar, loss, fast_mask)
+        loss_on_word = self.prompt_format == "pi0fast"
+        tokens, bounds = [], np.empty((len(tasks), 4), np.int64)
+        for i, (prefix, ids) in enumerate(zip(prefixes, fast_ids, strict=True)):
+            fast = self.fast_to_text_ids(ids)
+            tokens.append(np.concatenate([bos, prefix, word, fast, tail]))
+            n_prefix = 1 + len(prefix)
+            fast_start = n_prefix + len(word)
+            bounds[i] = (
+                n_prefix,
+                n_prefix if loss_on_word else fast_start,
+                fast_start,
+                fast_start + len(fast),
+            )
+        return tokens, bounds
 
     def web(self, prompt: str, answer: str) -> SampleTokens:
         prefix = [self.text.bos_id, *self.text.encode(prompt)]
@@ -176,3 +215,11 @@ class PromptBuilder:
         tokens = prefix + postfix
         ar = np.arange(len(tokens)) >= len(prefix)
         return SampleTokens(np.asarray(tokens, np.int64), ar, ar.copy(), np.zeros(len(tokens), bool))
+
+
+def encode_batch(text: TextTokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Ids `[n_i]` of each text: one `encode_batch` call when the tokenizer has one (the same ids
+    as `encode` per text), else `encode` per text."""
+    batch = getattr(text, "encode_batch", None)
+    encoded = batch(texts) if batch is not None else [text.encode(t) for t in texts]
+    return [np.asarray(ids, np.int64) for ids in encoded]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from vla_data.errors import TokenizerError
 
 LOCATION_TOKEN = re.compile(r"^<(loc|seg)\d+>$")  # PaliGemma-style detection/segmentation tokens
@@ -37,6 +39,10 @@ class ByteTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """`encode` of each text, as uint8 arrays of its bytes."""
+        return [np.frombuffer(text.encode("utf-8"), np.uint8) for text in texts]
 
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
@@ -78,3 +84,9 @@ class HFTokenizer:
         if self._is_transformers:
             return list(self._tokenizer.encode(text, add_special_tokens=False))
         return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` of each text; one `tokenizers` batch call (a `transformers` tokenizer: per text)."""
+        if self._is_transformers:
+            return [self.encode(text) for text in texts]
+        return [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]

@@ -1,0 +1,186 @@
+"""Whole batches at once (`MixtureDataset.__getitems__`, what the DataLoader calls) equal the
+per-sample path collated, field by field, on real converted robot + web datasets."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from vla_data.convert import convert
+from vla_data.errors import VlaDataError
+from vla_data.loader import LoaderConfig, SourceConfig, make_loader
+from vla_data.loader.fast_cache import build_fast_cache
+from vla_data.samples import write_web_sample
+from vla_data.shards import ShardDataset
+from vla_data.sources.hdf5 import HDF5Source
+from vla_data.sources.web import WebSource
+from vla_data.tokenizers import FastTokenizer
+from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
+
+H = 10
+
+
+@pytest.fixture(scope="module")
+def data(demo_hdf5, tmp_path_factory):
+    root = tmp_path_factory.mktemp("loader_batch")
+    for name, task in (("robot", "Pick_up the\nCube"), ("cached", "stack the blocks")):
+        convert(HDF5Source.from_paths(demo_hdf5, layout="aloha", task=task), root / name)
+    chunks = sample_chunks([root / "robot"], ChunkSpec(horizon=H))
+    FastTokenizer.fit(chunks.values, vocab_size=300).save_pretrained(root / "fast")
+    convert(
+        WebSource(str(write_web_sample(root / "raw_web", samples=24, size=32)), kind_field="kind"),
+        root / "web",
+    )
+    return root
+
+
+def make_config(data, **overrides):
+    base = dict(
+        sources=(
+            SourceConfig("robot", (str(data / "robot"),), 0.5),
+            SourceConfig("web", (str(data / "web"),), 0.3),
+            SourceConfig("robot", (str(data / "cached"), str(data / "robot")), 0.2, task="{task}, slowly"),
+        ),
+        fast_tokenizer=str(data / "fast"),
+        fast_mapping="append",
+        batch_size=16,
+        max_tokens=200,
+        horizon=H,
+        action_dim=16,
+        image_size=(48, 64),  # as stored: frames decode straight into the batch
+        samples_per_epoch=16 * 6,
+    )
+    return LoaderConfig(**{**base, **overrides})
+
+
+def assert_same_batch(got, expected):
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert list(got[key]) == list(value), key
+            pairs = [(f"{key}/{slot}", got[key][slot], value[slot]) for slot in value]
+        else:
+            pairs = [(key, got[key], value)]
+        for name, a, b in pairs:
+            assert a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride(), name
+            assert torch.equal(a, b), name
+
+
+def check_batches(loader, batches=6):
+    """Each of the first batches: `__getitems__` == collated samples == what the DataLoader yields."""
+    dataset, collate = loader.dataloader.dataset, loader.dataloader.collate_fn
+    keys = list(loader.dataloader.batch_sampler)[:batches]
+    assert len(keys) == batches and len({s for batch in keys for s, _ in batch}) == len(loader.sources)
+    for batch_keys, yielded in zip(keys, loader, strict=False):
+        per_sample = collate([dataset[key] for key in batch_keys])
+        assert_same_batch(dataset.__getitems__(batch_keys), per_sample)
+        assert_same_batch(yielded, per_sample)
+
+
+def test_batch_equals_collated_samples_on_a_robot_and_web_mixture(data):
+    check_batches(make_loader(make_config(data)))
+
+
+def test_batch_equals_collated_samples_with_resize_and_cached_fast_ids(data):
+    config = make_config(data, image_size=(32, 32))
+    robot = make_loader(config).sources[2]
+    build_fast_cache(robot, 0)  # the "cached" dataset: ids from the cache, "robot": encoded per batch
+    loader = make_loader(config)
+    assert loader.sources[2].cache_paths[0] is not None and loader.sources[0].cache_paths[0] is None
+    check_batches(loader)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(prompt_format="pi0fast", delta_action_dims=(0, 1, 7), normalization="zscore"),
+        dict(prompt_format="pi05", image_decode="draft", bad_images="mask"),
+        dict(state_in_prompt=False, max_tokens=60, truncate=True, lowercase=False),
+    ],
+    ids=["pi0fast-delta-zscore", "pi05-draft-mask", "no-state-truncated"],
+)
+def test_batch_equals_collated_samples_across_settings(data, overrides):
+    check_batches(make_loader(make_config(data, **overrides)), batches=3)
+
+
+def test_batch_equals_collated_samples_with_per_source_horizon_and_episode_limit(data):
+    fps = ShardDataset(data / "robot").manifest.fps
+    sources = (
+        SourceConfig("robot", (str(data / "robot"),), horizon_seconds=4 / fps, max_episodes=2, task="wipe"),
+        SourceConfig("web", (str(data / "web"),)),
+        SourceConfig("robot", (str(data / "cached"),), cameras={"right_wrist_0_rgb": "cam_high"}),
+    )
+    loader = make_loader(make_config(data, sources=sources))
+    assert loader.sources[0].config.horizon == 4
+    check_batches(loader, batches=3)
+
+
+def test_batch_equals_collated_samples_with_a_hugging_face_tokenizer(data, tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = ["Task: pick up the cube slowly, State: 1 2 3 127 128;", "Action: |", "what shape is it?"]
+    tokenizer.train_from_iterator(
+        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"])
+    )
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    check_batches(make_loader(make_config(data, text_tokenizer=str(tmp_path / "tokenizer.json"))), 3)
+
+
+def test_a_corrupt_frame_is_named_or_masked_in_a_whole_batch(data, tmp_path):
+    import shutil
+
+    root = tmp_path / "robot"
+    shutil.copytree(data / "robot", root)
+    frame = ShardDataset(root).episode(1)["observation.images.cam_high"][3]
+    shard = root / "shards" / "shard-00000.arrow"
+    raw = bytearray(shard.read_bytes())
+    at = raw.find(frame)
+    raw[at + 2 : at + 60] = bytes(58)  # destroy the JPEG markers, keep the Arrow file intact
+    shard.write_bytes(bytes(raw))
+    config = make_config(data, sources=(SourceConfig("robot", (str(root),)),))
+    keys = [(0, 42), (0, 43), (0, 44)]
+    with pytest.raises(VlaDataError, match=r"row 43, column 'observation\.images\.cam_high': image cannot"):
+        make_loader(config).dataloader.dataset.__getitems__(keys)
+    loader = make_loader(dataclasses.replace(config, bad_images="mask"))
+    dataset, collate = loader.dataloader.dataset, loader.dataloader.collate_fn
+    batch = dataset.__getitems__(keys)
+    assert_same_batch(batch, collate([dataset[key] for key in keys]))
+    assert batch["images_dropped"].tolist() == [0, 1, 0]
+    assert batch["image_masks"]["base_0_rgb"].tolist() == [True, False, True]
+    assert not batch["images"]["base_0_rgb"][1].any()
+
+
+def test_over_long_sequences_name_their_step_in_a_whole_batch(data):
+    loader = make_loader(make_config(data, max_tokens=60))
+    with pytest.raises(VlaDataError, match=r"robot episode 1 step 5: \d+ tokens exceed max_tokens=60"):
+        loader.dataloader.dataset.__getitems__([(1, 3), (0, 45)])
+
+
+def test_pin_memory_loader_gives_the_same_batches(data):
+    """`pin_memory=True` goes through the DataLoader's pinning of the one-buffer batch (on a
+    machine without an accelerator torch warns and leaves the batch in ordinary memory)."""
+    config = make_config(data, samples_per_epoch=16 * 3)
+    plain = list(make_loader(config))
+    with pytest.warns(UserWarning, match="pin_memory"):
+        pinned = list(make_loader(dataclasses.replace(config, pin_memory=True)))
+    assert len(pinned) == len(plain) == 3
+    for got, expected in zip(pinned, plain, strict=True):
+        for key in ("tokens", "actions", "state", "token_loss_mask"):
+            assert torch.equal(got[key], expected[key]), key
+        for slot, images in expected["images"].items():
+            assert torch.equal(got["images"][slot], images), slot
+
+
+def test_all_rows_of_an_assembled_batch_are_written(data):
+    """A batch buffer starts uninitialised: every image row must be decoded or blanked."""
+    loader = make_loader(make_config(data))
+    dataset = loader.dataloader.dataset
+    keys = next(iter(loader.dataloader.batch_sampler))
+    batches = [dataset.__getitems__(keys) for _ in range(3)]  # reused allocator memory must not leak in
+    for batch in batches[1:]:
+        assert_same_batch(batch, batches[0])
+    web = ~batches[0]["has_actions"]
+    assert web.any() and not np.asarray(batches[0]["images"]["right_wrist_0_rgb"][web]).any()

@@ -1,0 +1,121 @@
+"""Robot samples a whole batch at a time: the values of `RobotDataset.sample` for every row, written
+straight into the batch buffer (`BatchArrays`) with no per-sample dicts.
+
+Per dataset of the source: steps are located with one `searchsorted`, action chunks gathered from
+the cached episode arrays into one `[n, H, Da]` array and normalized in one call, FAST ids sliced
+from the cache (or encoded in one batch call), states discretized and prompts encoded in one call,
+and frames decoded straight into their batch rows (`images.decode_into`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vla_data.images import decode_into
+
+from .collate import BatchArrays
+from .stage_timer import NO_TIMER, StageTimer, _NoTimer
+
+if TYPE_CHECKING:
+    from .robot import RobotDataset
+
+
+def fill_robot_rows(
+    robot: RobotDataset,
+    batch: BatchArrays,
+    rows: np.ndarray,
+    indices: np.ndarray,
+    timer: StageTimer | _NoTimer = NO_TIMER,
+) -> None:
+    """Rows `rows` of `batch` := the samples at global steps `indices` of `robot`."""
+    dataset_of = np.searchsorted(robot.offsets, indices, side="right") - 1
+    for d in np.unique(dataset_of).tolist():
+        mine = dataset_of == d
+        ds = robot.datasets[d]
+        if ds.remote and ds.cache is None:  # no shard cache: each sample fetches only its rows
+            for b, index in zip(rows[mine].tolist(), indices[mine].tolist(), strict=True):
+                batch.put_sample(b, robot.sample(index))
+            continue
+        _fill_dataset(robot, d, batch, rows[mine], indices[mine] - robot.offsets[d], timer)
+
+
+def _fill_dataset(
+    robot: RobotDataset,
+    d: int,
+    batch: BatchArrays,
+    rows: np.ndarray,
+    local: np.ndarray,
+    timer: StageTimer | _NoTimer,
+) -> None:
+    ds, config = robot.datasets[d], robot.config
+    if len(local) and not (0 <= local.min() and local.max() < len(ds)):
+        raise IndexError(f"steps {local.min()}..{local.max()} out of range (dataset has {len(ds)})")
+    episodes = np.searchsorted(ds.episode_start, local, side="right") - 1
+    starts = local - ds.episode_start[episodes]  # each sample's step in its episode
+    episode_list, start_list = episodes.tolist(), starts.tolist()
+    timer.mark("locate")
+    arrays = [robot.episode_arrays(d, e) for e in episode_list]  # cached per episode
+    timer.mark("read")
+
+    H = config.horizon
+    steps = starts[:, None] + np.arange(H)  # [n, H], as chunk_indices
+    lengths = ds.episode_length[episodes][:, None]
+    chunk_rows, is_pad = np.minimum(steps, lengths - 1), steps >= lengths
+    actions = np.stack([a[r] for (a, _), r in zip(arrays, chunk_rows, strict=True)]).astype(np.float64)
+    has_state = arrays[0][1] is not None
+    state = np.stack([s[t] for (_, s), t in zip(arrays, start_list, strict=True)]) if has_state else None
+    if config.delta_action_dims:
+        from .chunks import delta_chunk
+
+        actions = delta_chunk(actions, state, config.delta_action_dims)
+    chunks = robot.action_norm[d].normalize(actions)  # [n, H, Da] float64
+    norm_state = robot.state_norm[d].normalize(state) if has_state else None  # [n, S]
+    a = batch.arrays
+    dims = chunks.shape[-1]
+    a["actions"][rows, :H, :dims] = chunks  # float32, as the sample's `chunk.astype(np.float32)`
+    a["action_is_pad"][rows, :H] = is_pad
+    a["action_is_pad"][rows, H:] = True  # a source horizon shorter than the model's
+    a["action_dim_mask"][rows, :dims] = True
+    if has_state:
+        a["state"][rows, : norm_state.shape[-1]] = norm_state
+    a["has_actions"][rows] = True
+    timer.mark("normalize")
+
+    if robot.cache_paths[d] is None:
+        ids = [np.asarray(x, np.int64) for x in robot.fast.encode(chunks, on_error="clip")]
+    else:
+        id_lists = robot.id_lists(d)
+        ids = [id_lists[r] for r in local.tolist()]
+    timer.mark("FAST ids")
+
+    tasks = [robot.task(d, e) for e in episode_list]
+    tokens, bounds = robot.prompt.robot_batch(tasks, norm_state, ids)
+    for b, t, layout, e, s in zip(
+        rows.tolist(), tokens, bounds.tolist(), episode_list, start_list, strict=True
+    ):
+        batch.put_tokens(b, t, layout, lambda e=e, s=s: f"{ds.root} episode {e} step {s}")
+    timer.mark("prompt")
+
+    draft = config.image_decode == "draft"
+    dropped = np.zeros(len(rows), np.int64)
+    for slot, feature in robot.slots[d].items():
+        images, masks = batch.images[slot], batch.image_masks[slot]
+        if feature is None:
+            images[rows] = 0
+            continue  # masks start False
+        for i, (b, e, s) in enumerate(zip(rows.tolist(), episode_list, start_list, strict=True)):
+            data = robot.frame_view(d, e, feature, s)
+            try:
+                decode_into(data, images[b], draft=draft)
+            except Exception as error:  # PIL raises several types for corrupt data
+                if config.bad_images != "mask":
+                    from .robot import stored_image_error
+
+                    raise stored_image_error(ds, e, s, feature, error) from error
+                images[b], dropped[i] = 0, dropped[i] + 1
+                continue
+            masks[b] = True
+    if "images_dropped" in a:
+        a["images_dropped"][rows] = dropped
+    timer.mark("image decode")
