@@ -7,7 +7,8 @@ proportion to the file. `FooterIndex` walks the footer once (Thrift compact prot
 of `WINDOW` bytes) and keeps only where each row group's description starts and ends and its row
 count (24 bytes per row group). `metadata(k)` builds a footer holding only row group `k` (plus the
 schema, key-value metadata such as the Arrow schema, `created_by` and column orders, copied byte
-for byte) that pyarrow reads as a one-row-group file over the same data pages.
+for byte) that pyarrow reads as a one-row-group file over the same data pages; `metadata(k, stop)`
+does the same for the consecutive row groups `k` to `stop`.
 """
 
 from __future__ import annotations
@@ -131,14 +132,17 @@ def _field(buf: bytes, pos: int, last: int) -> tuple[int, int, int]:
     return (raw >> 1) ^ -(raw & 1), header & 0x0F, pos
 
 
-def _zigzag(value: int) -> bytes:
-    raw = (value << 1) ^ (value >> 63)
+def _varint_bytes(value: int) -> bytes:
     out = bytearray()
-    while raw >= 0x80:
-        out.append((raw & 0x7F) | 0x80)
-        raw >>= 7
-    out.append(raw)
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
     return bytes(out)
+
+
+def _zigzag(value: int) -> bytes:
+    return _varint_bytes((value << 1) ^ (value >> 63))
 
 
 def _header(field: int, last: int, kind: int) -> bytes:
@@ -239,21 +243,35 @@ class FooterIndex:
     def num_row_groups(self) -> int:
         return len(self.group_rows)
 
-    def metadata(self, group: int) -> pq.FileMetaData:
-        """A footer holding only row group `group`, as pyarrow metadata of a one-row-group file."""
+    def window_end(self, first: int, budget: int) -> int:
+        """The end of the run of row groups from `first` whose descriptions take at most `budget`
+        footer bytes (at least one row group)."""
+        end = int(np.searchsorted(self.group_ends, int(self.group_starts[first]) + budget, side="right"))
+        return max(end, first + 1)
+
+    def metadata(self, first: int, stop: int | None = None) -> pq.FileMetaData:
+        """A footer holding only row groups `first` to `stop` (default: `first` alone), as pyarrow
+        metadata of a file whose row group 0 is row group `first` of this one."""
+        stop = first + 1 if stop is None else stop
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            start = int(self.group_starts[group])
-            row_group = os.pread(fd, int(self.group_ends[group]) - start, start)
+            start = int(self.group_starts[first])
+            row_groups = os.pread(fd, int(self.group_ends[stop - 1]) - start, start)
         finally:
             os.close(fd)
+        count = stop - first
         out = bytearray()
         last = 0
         for field, kind, value in self.fields:
             if field == _NUM_ROWS:
-                kind, value = _I64, _zigzag(int(self.group_rows[group]))
+                kind, value = _I64, _zigzag(int(self.group_rows[first:stop].sum()))
             elif field == _ROW_GROUPS:
-                value = bytes([1 << 4 | _STRUCT]) + row_group
+                head = (
+                    bytes([count << 4 | _STRUCT])
+                    if count < 15
+                    else bytes([0xF0 | _STRUCT]) + _varint_bytes(count)
+                )
+                value = head + row_groups
             out += _header(field, last, kind) + value
             last = field
         out.append(0)

@@ -26,6 +26,7 @@ from vla_data.sources.parquet_footer import FooterError, FooterIndex
 
 BATCH_ROWS = 256  # rows decoded at a time: bounds memory for image columns (a few MB per batch)
 OPEN_FILES = 4  # cursors kept per process
+FOOTER_WINDOW = 1 << 16  # footer bytes of the row groups decoded through one footer (~0.6 MB parsed)
 # rows decoded, footers walked and the largest footer pyarrow parsed, in this process (for tests)
 COUNTS = {"rows": 0, "opens": 0, "footer_bytes": 0}
 
@@ -33,9 +34,9 @@ COUNTS = {"rows": 0, "opens": 0, "footer_bytes": 0}
 class _Cursor:
     """Forward reader of one parquet file. `position` is the file row of `pending`'s first row.
 
-    Row groups are opened one at a time from their own footer (`FooterIndex`), so the metadata in
-    memory is one row group's, however many the file holds; a footer that cannot be walked here
-    (encrypted) is read whole by pyarrow instead."""
+    Row groups are decoded a run at a time through a footer of that run only (`FooterIndex`), so the
+    metadata in memory is bounded by `FOOTER_WINDOW`, however many row groups the file holds; a footer
+    that cannot be walked here (encrypted) is read whole by pyarrow instead."""
 
     def __init__(self, path: str, columns: tuple[str, ...] | None):
         self.path = path
@@ -54,7 +55,7 @@ class _Cursor:
         COUNTS["opens"] += 1  # walks the footer: O(row groups), so once per file, not per episode
         self.group_starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
         self.columns = list(columns) if columns is not None else None
-        self.group = 0
+        self.window_end = 0  # row groups before it are in the footer being decoded
         self.batches = None
         self.position = 0
         self.pending: pa.RecordBatch | None = None
@@ -63,38 +64,37 @@ class _Cursor:
     def num_row_groups(self) -> int:
         return len(self.group_starts) - 1
 
-    def _open_group(self, group: int) -> None:
-        """Decode from the start of row group `group` (past the last one: nothing left)."""
-        self.group, self.pending = group, None
-        self.position = int(self.group_starts[min(group, self.num_row_groups)])
-        if group >= self.num_row_groups:
-            self.batches = iter(())
+    def _open(self, group: int) -> None:
+        """Decode from the start of row group `group` on (past the last one: nothing left), through
+        a footer of the row groups from it that fit in `FOOTER_WINDOW` footer bytes."""
+        count = self.num_row_groups
+        self.pending, self.position = None, int(self.group_starts[min(group, count)])
+        if group >= count:
+            self.batches, self.window_end = iter(()), count
             return
-        file, index = self._group_file(group)
-        self.batches = file.iter_batches(
-            batch_size=BATCH_ROWS, row_groups=[index], columns=self.columns, use_threads=False
-        )
-
-    def _group_file(self, group: int) -> tuple[pq.ParquetFile, int]:
         if self.footer is None:
-            return self.file, group
-        metadata = self.footer.metadata(group)
-        COUNTS["footer_bytes"] = max(COUNTS["footer_bytes"], metadata.serialized_size)
-        return pq.ParquetFile(self.path, metadata=metadata, buffer_size=1 << 20, pre_buffer=False), 0
+            file, groups, self.window_end = self.file, range(group, count), count
+        else:
+            self.window_end = self.footer.window_end(group, FOOTER_WINDOW)
+            metadata = self.footer.metadata(group, self.window_end)
+            COUNTS["footer_bytes"] = max(COUNTS["footer_bytes"], metadata.serialized_size)
+            file = pq.ParquetFile(self.path, metadata=metadata, buffer_size=1 << 20, pre_buffer=False)
+            groups = range(self.window_end - group)
+        self.batches = file.iter_batches(
+            batch_size=BATCH_ROWS, row_groups=groups, columns=self.columns, use_threads=False
+        )
 
     def _next_batch(self) -> pa.RecordBatch | None:
         while (batch := next(self.batches, None)) is None:
-            if self.group + 1 >= self.num_row_groups:
+            if self.window_end >= self.num_row_groups:
                 return None
-            self._open_group(self.group + 1)
+            self._open(self.window_end)
         return batch
 
     def read(self, start: int, stop: int) -> pa.Table:
         decoded_end = self.position + (self.pending.num_rows if self.pending is not None else 0)
         if self.batches is None or start < self.position or self._group(start) > self._group(decoded_end):
-            self._open_group(
-                self._group(start)
-            )  # backwards, or whole row groups to skip: skip them undecoded
+            self._open(self._group(start))  # backwards, or whole row groups to skip: skip them undecoded
         pieces = []
         while self.position < stop:
             if self.pending is None:
@@ -116,7 +116,7 @@ class _Cursor:
 
     def _schema(self) -> pa.Schema:
         if self.file is None and self.num_row_groups:
-            return self._group_file(0)[0].schema_arrow
+            return pq.ParquetFile(self.path, metadata=self.footer.metadata(0)).schema_arrow
         return (self.file or pq.ParquetFile(self.path)).schema_arrow  # no row group: a tiny footer
 
     def _group(self, row: int) -> int:
