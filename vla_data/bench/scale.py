@@ -43,6 +43,7 @@ PRELOAD = {
     "loader": ["torch", "vla_data.loader"],
 }
 FIT_CHUNKS = 4000
+LOADER_EXTRAS = ("first_batch_s", "median_batch_cpu_s", "page_releases")  # kept in --json
 
 
 def _status_mb(*keys: str) -> dict[str, float]:
@@ -100,14 +101,20 @@ def child_run(spec: dict[str, Any]) -> dict[str, Any]:
         next(iterator)
         out["first_batch_s"] = time.perf_counter() - start
         out["first_batch_rss_mb"] = _status_mb("VmHWM")["VmHWM"]
-        times = []
+        from vla_data.shards import pages
+
+        times, cpu, releases = [], [], pages.releases()
         for _ in range(spec.get("batches", 0)):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             next(iterator)
+            cpu.append(time.process_time() - c)
             times.append(time.perf_counter() - t)
         out["batches_s"] = sum(times)
         # the median batch: robust to other processes stealing the CPU for a while
         out["median_batch_s"] = statistics.median(times) if times else 0.0
+        # CPU time of this process per batch: what other processes' load on the machine does not change
+        out["median_batch_cpu_s"] = statistics.median(cpu) if cpu else 0.0
+        out["page_releases"] = pages.releases() - releases  # shard pages released (ShardDataset page_budget)
     else:
         main(spec["cli"], standalone_mode=False)
     out["seconds"] = time.perf_counter() - start
@@ -254,7 +261,7 @@ def bench_scale(
                     "stage_rss_mb": measured["peak_rss_mb"] - measured["baseline_rss_mb"],
                     "peak_anon_mb": measured["peak_anon_mb"],
                     "end_rss_file_mb": measured["end_rss_file_mb"],
-                    **({"first_batch_s": measured["first_batch_s"]} if loader else {}),
+                    **({k: measured[k] for k in LOADER_EXTRAS} if loader else {}),
                 }
                 shutil.rmtree(work)
             lo, hi = runs[str(sizes[0])], runs[str(sizes[-1])]
@@ -311,6 +318,15 @@ def format_scale_table(result: dict[str, Any]) -> str:
         marginal = row["marginal_time_ratio"]
         marginal = "-" if marginal is None else f"{marginal:.2f}"
         lines.append(f"{stage:<21}{row['item']:<8}{times}{marginal:>9} | {rss} | {anon}")
+    if loader := result["stages"].get("loader"):
+        runs = [loader["runs"][str(s)] for s in sizes]
+        cpu = [1000 * r["median_batch_cpu_s"] for r in runs]
+        lines.append(
+            "loader CPU ms per batch (median; other processes' load does not change it): "
+            + " ".join(f"{c:.3g}" for c in cpu)
+            + f", {top} {cpu[-1] / cpu[0]:.2f}; shard page releases (page_budget): "
+            + " / ".join(str(r["page_releases"]) for r in runs)
+        )
     if check := result.get("loader_check"):
         lines.append(
             f"loader over {check['steps']:,} generated steps: build + first batch "

@@ -14,7 +14,9 @@ resident pages of every map of this process with madvise(MADV_DONTNEED). The fil
 mappings of files nobody writes, so nothing is lost: the page cache keeps the pages (the OS still
 evicts them under pressure as it sees fit), and an array that still views a released region reads
 the same bytes again on its next touch (a minor fault). Maps are never unmapped while anything
-views them. Without /proc (not Linux) `check` does nothing.
+views them. Other file mappings of the process (libraries, a model's memory-mapped weights) count
+in the growth too, which can only make releases come earlier. Without /proc (not Linux) `check`
+does nothing.
 """
 
 from __future__ import annotations
