@@ -176,8 +176,8 @@ class FastTokenizer:
         """Shifted coefficient symbols `[B, T*D]`, low frequencies first."""
         batch = _as_batch(chunks)
         coefficients = dct_coefficients(batch, self.scale).reshape(len(batch), -1)
-        outside = (coefficients < self.min_token) | (coefficients > self.max_token)
-        if outside.any():
+        if coefficients.size and (coefficients.min() < self.min_token or coefficients.max() > self.max_token):
+            outside = (coefficients < self.min_token) | (coefficients > self.max_token)
             if on_error == "raise":
                 b, flat = np.argwhere(outside)[0]
                 step, dim = divmod(int(flat), batch.shape[2])
@@ -188,7 +188,8 @@ class FastTokenizer:
                 )
             coefficients = np.clip(coefficients, self.min_token, self.max_token)
         symbols = (coefficients - self.min_token).astype(np.int64)
-        unknown = ~self._known_symbols()[symbols]
+        known = self._known_symbols()
+        unknown = ~known[symbols] if not known.all() else np.zeros(0, bool)
         if unknown.any():
             # BPE drops characters outside its vocabulary without a word (the reference does too), so
             # the ids would decode to a chunk of the wrong length.
