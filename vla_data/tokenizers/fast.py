@@ -43,6 +43,7 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP = "special_tokens_map.json"
 EXTRA_CONFIG = "vla_data_fast.json"  # mode and exact range; ignored by the reference processor
 REPLACEMENT_CHAR = 0xFFFD
+BLOCK = 256  # chunks transformed together: enough to vectorise, few enough to stay in cache
 # What transformers' `clean_up_tokenization` does to a decoded string (FAST+ ships with it on).
 CLEAN_UP = (
     (" .", "."),
@@ -175,6 +176,12 @@ class FastTokenizer:
     def symbols(self, chunks: np.ndarray, *, on_error: EncodeErrors = "raise") -> np.ndarray:
         """Shifted coefficient symbols `[B, T*D]`, low frequencies first."""
         batch = _as_batch(chunks)
+        out = np.empty((len(batch), batch.shape[1] * batch.shape[2]), np.int64)
+        for start in range(0, len(batch), BLOCK):  # blocks keep the arrays in cache
+            out[start : start + BLOCK] = self._block_symbols(batch[start : start + BLOCK], start, on_error)
+        return out
+
+    def _block_symbols(self, batch: np.ndarray, first: int, on_error: EncodeErrors) -> np.ndarray:
         coefficients = dct_coefficients(batch, self.scale).reshape(len(batch), -1)
         if coefficients.size and (coefficients.min() < self.min_token or coefficients.max() > self.max_token):
             outside = (coefficients < self.min_token) | (coefficients > self.max_token)
@@ -182,9 +189,9 @@ class FastTokenizer:
                 b, flat = np.argwhere(outside)[0]
                 step, dim = divmod(int(flat), batch.shape[2])
                 raise TokenizerError(
-                    f"chunk {b}: DCT coefficient {int(coefficients[b, flat])} (frequency {step}, dim {dim}) is outside "
-                    f"the fitted range [{self.min_token}, {self.max_token}]; refit on data like this, check its "
-                    f"normalization, or encode with on_error='clip'"
+                    f"chunk {first + b}: DCT coefficient {int(coefficients[b, flat])} (frequency {step}, dim {dim}) "
+                    f"is outside the fitted range [{self.min_token}, {self.max_token}]; refit on data like this, "
+                    f"check its normalization, or encode with on_error='clip'"
                 )
             coefficients = np.clip(coefficients, self.min_token, self.max_token)
         symbols = (coefficients - self.min_token).astype(np.int64)
@@ -196,8 +203,8 @@ class FastTokenizer:
             b, flat = np.argwhere(unknown)[0]
             step, dim = divmod(int(flat), batch.shape[2])
             raise TokenizerError(
-                f"chunk {b}: DCT coefficient {int(symbols[b, flat]) + self.min_token} (frequency {step}, dim "
-                f"{dim}) never occurred when the tokenizer was fitted, so BPE would drop it; refit on data "
+                f"chunk {first + b}: DCT coefficient {int(symbols[b, flat]) + self.min_token} (frequency {step}, "
+                f"dim {dim}) never occurred when the tokenizer was fitted, so BPE would drop it; refit on data "
                 f"that covers it"
             )
         return symbols
@@ -258,16 +265,26 @@ class FastTokenizer:
         if on_error not in ("flag", "raise", "relaxed"):
             raise TokenizerError(f"on_error must be flag, raise or relaxed, got {on_error!r}")
         size = horizon * action_dim
-        coefficients = np.zeros((len(ids), size), dtype=np.float64)
-        problems = self._decode_coefficients(ids, size, coefficients, relaxed=on_error == "relaxed")
+        actions = np.empty((len(ids), horizon, action_dim), np.float64)
+        too_large = np.zeros(len(ids), bool)
+        problems: list[str | None] = []
+        for start in range(0, len(ids), BLOCK):  # blocks keep the arrays in cache
+            block = ids[start : start + BLOCK]
+            coefficients = np.zeros((len(block), size), dtype=np.float64)
+            problems += self._decode_coefficients(block, size, coefficients, relaxed=on_error == "relaxed")
+            decoded = idct(
+                coefficients.reshape(len(block), horizon, action_dim) / self.scale,
+                type=2,
+                axis=1,
+                norm="ortho",
+            )
+            actions[start : start + len(block)] = decoded
+            largest = np.maximum(decoded.max(axis=(1, 2)), -decoded.min(axis=(1, 2)))
+            too_large[start : start + len(block)] = largest > self.action_bound
         valid = np.array([p is None for p in problems], dtype=bool)
         if on_error == "raise" and not valid.all():
             b = int(np.flatnonzero(~valid)[0])
             raise TokenizerError(f"sequence {b}: {problems[b]}")
-        actions = idct(
-            coefficients.reshape(len(ids), horizon, action_dim) / self.scale, type=2, axis=1, norm="ortho"
-        )
-        too_large = np.abs(actions).reshape(len(ids), -1).max(axis=1, initial=0) > self.action_bound
         if too_large.any():
             if on_error == "raise":
                 raise TokenizerError(
