@@ -184,3 +184,35 @@ def test_all_rows_of_an_assembled_batch_are_written(data):
         assert_same_batch(batch, batches[0])
     web = ~batches[0]["has_actions"]
     assert web.any() and not np.asarray(batches[0]["images"]["right_wrist_0_rgb"][web]).any()
+
+
+def test_buffer_pool_reuses_a_batch_buffer_only_once_nothing_references_it():
+    import vla_data.loader.collate as collate_module
+    from vla_data.loader.collate import BatchArrays, BatchShape, BufferPool, Collate
+
+    pool = collate_module.MAIN_PROCESS_BUFFERS = BufferPool(size=2)
+    try:
+        collate = Collate(10, 0, shape=BatchShape(("a",), (4, 4), 3, 5))
+
+        def batch():
+            return BatchArrays(collate, collate.shape, 2).finish()
+
+        def address(b):
+            return b["tokens"].untyped_storage().data_ptr()
+
+        first, second = batch(), batch()
+        a, b = address(first), address(second)
+        assert a != b  # both alive: two buffers
+        del first
+        third = batch()
+        assert address(third) == a  # the dropped batch's buffer again
+        view = third["images"]["a"].numpy()  # a caller keeps a numpy view of one tensor
+        del third
+        fourth = batch()
+        assert address(fourth) not in (a, b) and len(pool._buffers) == 2  # kept by the view: not reused
+        view[:] = 7
+        del second
+        assert address(batch()) == b  # the pool's free buffer; the held one stays the caller's
+        assert (view == 7).all()
+    finally:
+        collate_module.MAIN_PROCESS_BUFFERS = BufferPool()

@@ -69,8 +69,7 @@ class Collate:
         if self.shape is None:
             raise VlaDataError("Collate.assemble needs the batch shape (Collate(..., shape=BatchShape(...)))")
         batch = BatchArrays(self, self.shape, len(keys))
-        source_of = np.fromiter((k[0] for k in keys), np.int64, len(keys))
-        index = np.fromiter((k[1] for k in keys), np.int64, len(keys))
+        source_of, index = np.asarray(keys, np.int64).reshape(len(keys), 2).T
         batch.arrays["source"][:] = source_of
         timer.mark("collate")
         for s in np.unique(source_of).tolist():

@@ -66,7 +66,11 @@ def _state_text(state: np.ndarray) -> str:
 
 def state_texts(states: np.ndarray) -> list[str]:
     """The prompt text of each discretized state row of `[n, S]`, in one `discretize_state` call."""
-    return [" ".join(map(str, row)) for row in discretize_state(states).tolist()]
+    bins = (discretize_state(states) + 1).tolist()  # 0..256: index into the bins' texts
+    return [" ".join(map(_BIN_TEXT.__getitem__, row)) for row in bins]
+
+
+_BIN_TEXT = [str(b) for b in range(-1, 256)]  # the texts of bins -1..255
 
 
 def robot_prefix(task: str, state: np.ndarray | None, *, lowercase: bool = True) -> str:
