@@ -216,3 +216,19 @@ def test_buffer_pool_reuses_a_batch_buffer_only_once_nothing_references_it():
         assert (view == 7).all()
     finally:
         collate_module.MAIN_PROCESS_BUFFERS = BufferPool()
+
+
+def test_sample_order_computed_in_blocks_is_the_seeded_permutation():
+    from vla_data.loader.mixture import ORDER_BLOCK, MixturePlan
+    from vla_data.permutation import permute
+
+    size = 2 * ORDER_BLOCK + 123
+    plan = MixturePlan(
+        sizes=(size, 50), weights=(0.9, 0.1), batch_size=32, samples_per_epoch=3 * size, seed=4
+    )
+    m = np.r_[np.arange(ORDER_BLOCK - 40, ORDER_BLOCK + 40), [5, size - 1, size, 2 * size + 7]]
+    expected = np.concatenate(
+        [permute(np.atleast_1d(x % size), size, (4, 2, 1, x // size)) for x in m.tolist()]
+    )
+    np.testing.assert_array_equal(plan.source_order(2, 0, m), expected)
+    assert sorted(plan.source_order(0, 0, np.arange(size)).tolist()) == list(range(size))
