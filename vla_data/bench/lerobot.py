@@ -1,55 +1,152 @@
 """`vla-data bench lerobot`: LeRobot's `LeRobotDataset` against our loader on the same episodes.
 
-Needs the `lerobot` package, which cannot be installed beside this project's pinned torch on
-Python 3.11 (see `LEROBOT_MISSING`); the command then reports that it skipped, and why.
+Needs the optional `lerobot` package. lerobot 0.4.4's declared requirements (torch<2.11, ...)
+conflict with this project's torch 2.13.0, so it lives in a separate virtualenv that sees the main
+environment (`examples/lerobot_venv.sh`); without it the command says so and exits 0.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
+import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 LEROBOT_MISSING = (
-    "skipped: the `lerobot` package is not importable here. It cannot be installed beside the pinned "
-    "torch 2.13.0: lerobot 0.4.4, the newest release for Python 3.11, requires torch<2.11, "
-    "torchvision<0.26 and torchcodec<0.11, and lerobot >= 0.5 requires Python >= 3.12. Run "
-    "`vla-data bench lerobot --dataset ROOT` in an environment where lerobot is installed."
+    "skipped: the `lerobot` package is not importable here. lerobot 0.4.4 (the newest release for "
+    "Python 3.11) declares torch<2.11 and this project pins torch 2.13.0, so install it without its "
+    "declared dependencies into a separate virtualenv that sees this environment: "
+    "`sh examples/lerobot_venv.sh /work/venv-lerobot`, then run "
+    "`/work/venv-lerobot/bin/python -m vla_data bench lerobot`."
 )
+
+_TORCHVISION_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_kept_alive: list[Any] = []  # a torch.library.Library drops its definitions when collected
 
 
 def lerobot_available() -> bool:
     return importlib.util.find_spec("lerobot") is not None
 
 
-def _samples_per_s(loader, batches: int, batch_size: int) -> float:
-    iterator = iter(loader)
-    next(iterator)  # start workers, open files
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batches * batch_size / (time.perf_counter() - start)
+def import_torchvision() -> str | None:
+    """Import torchvision; returns a note when its compiled ops could not load.
+
+    torchvision wheels on PyPI are built for CUDA torch: beside the CPU torch 2.13.0 their `_C`
+    library does not load, and `import torchvision` then stops at registering a fake kernel for
+    `torchvision::nms`, an operator only `_C` defines. Defining the two schemas it registers lets the
+    pure-Python part import (lerobot needs `torchvision.transforms`); any torchvision operator still
+    raises if called. The benchmark calls none: it decodes with torchcodec and resizes with
+    `transforms.v2.Resize`, which is `torch.nn.functional.interpolate`."""
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+    except RuntimeError as error:
+        if "torchvision::nms" not in str(error):
+            raise
+        for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+            del sys.modules[name]
+        library = torch.library.Library("torchvision", "DEF")
+        for schema in _TORCHVISION_SCHEMAS:
+            library.define(schema)
+        _kept_alive.append(library)
+        import torchvision  # noqa: F401
+
+        return (
+            f"torchvision {torchvision.__version__}: compiled ops unavailable (CUDA build beside CPU torch); "
+            "op schemas nms/qnms defined so its Python part imports; no torchvision op runs here"
+        )
+    return None
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("lerobot", "torch", "torchcodec", "torchvision", "av"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _forever(loader) -> Iterator[Any]:
+    while True:
+        yield from loader
+
+
+def window_rates(loader, *, batches: int, repeats: int, batch_size: int) -> list[float]:
+    """Samples/s of `repeats` consecutive windows of `batches` batches from one iterator, after one
+    warm-up batch (workers started, files opened)."""
+    iterator = _forever(loader)
+    next(iterator)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        rates.append(batches * batch_size / (time.perf_counter() - start))
+    iterator.close()  # shuts workers down before the next measurement
+    return rates
 
 
 def bench_lerobot(
-    dataset: str | Path,
+    dataset: str | Path | None = None,
     *,
+    work_dir: str | None = None,
+    episodes: int = 20,
+    steps: int = 300,
+    source_size: tuple[int, int] = (480, 640),
+    image_size: int = 224,
     batch_size: int = 32,
     horizon: int = 50,
     batches: int = 20,
+    repeats: int = 5,
     workers: tuple[int, ...] = (0, 2),
-    work_dir: str | None = None,
+    video_backend: str = "torchcodec",
 ) -> dict[str, Any]:
     """Samples/s of `LeRobotDataset` (action chunk of `horizon` by `delta_timestamps`, frames resized
-    to 224x224 in the pipeline) and of our loader on the same LeRobot v3.0 dataset converted with
-    `--image-size 224`, for each worker count, and their ratio."""
+    to `image_size` square by `transforms.v2.Resize` in its pipeline) and of our loader on the same
+    LeRobot v3.0 dataset converted with `--image-size image_size`, per worker count: medians of
+    `repeats` windows of `batches` batches, and their ratio. Without `dataset`, one is generated
+    (AV1, 2 cameras, `episodes` x `steps` at `source_size`) under `work_dir` and reused there."""
     if not lerobot_available():
         return {"skipped": LEROBOT_MISSING}
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        if dataset is None:
+            from vla_data.bench.lerobot_data import generated_dataset
+
+            height, width = source_size
+            root = generated_dataset(
+                work_dir or tmp, episodes=episodes, steps=steps, height=height, width=width
+            )
+        else:
+            root = Path(dataset)
+        return _compare(
+            root,
+            Path(tmp),
+            image_size=image_size,
+            batch_size=batch_size,
+            horizon=horizon,
+            batches=batches,
+            repeats=repeats,
+            workers=workers,
+            video_backend=video_backend,
+        )
+
+
+def _compare(
+    root: Path, tmp: Path, *, image_size, batch_size, horizon, batches, repeats, workers, video_backend
+):
     import torch
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from vla_data.convert import ConvertOptions, convert
     from vla_data.loader import LoaderConfig, SourceConfig, make_loader
@@ -58,53 +155,80 @@ def bench_lerobot(
     from vla_data.tokenizers import FastTokenizer
     from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
 
-    root = Path(dataset)
-    fps = json.loads((root / "meta" / "info.json").read_text())["fps"]
+    note = import_torchvision()
+    from lerobot.datasets import video_utils
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from torchvision.transforms import v2
+
+    info = json.loads((root / "meta" / "info.json").read_text())
+    fps = info["fps"]
     theirs = LeRobotDataset(
-        root.name, root=root, delta_timestamps={"action": [t / fps for t in range(horizon)]}
+        "local/bench",
+        root=root,
+        delta_timestamps={"action": [t / fps for t in range(horizon)]},
+        image_transforms=v2.Resize((image_size, image_size)),
+        video_backend=video_backend,
     )
     cameras = list(theirs.meta.camera_keys)
-
-    def resize_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-        for item in items:
-            for key in cameras:
-                item[key] = torch.nn.functional.interpolate(item[key][None], (224, 224), mode="bilinear")[0]
-        return torch.utils.data.default_collate(items)
-
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        out = Path(tmp) / "converted"
-        convert(LeRobotSource.from_path(root), out, ConvertOptions(image_size=(224, 224), workers=2))
-        FastTokenizer.fit(sample_chunks([out], ChunkSpec(horizon=horizon)).values).save_pretrained(
-            Path(tmp) / "fast"
-        )
-        config = LoaderConfig(
-            sources=(SourceConfig("robot", (str(out),)),),
-            fast_tokenizer=str(Path(tmp) / "fast"),
+    start = time.perf_counter()
+    out = tmp / "converted"
+    convert(
+        LeRobotSource.from_path(root),
+        out,
+        ConvertOptions(image_size=(image_size, image_size), workers=2, progress=False),
+    )
+    convert_s = time.perf_counter() - start
+    FastTokenizer.fit(sample_chunks([out], ChunkSpec(horizon=horizon)).values).save_pretrained(tmp / "fast")
+    config = LoaderConfig(
+        sources=(SourceConfig("robot", (str(out),)),),
+        fast_tokenizer=str(tmp / "fast"),
+        fast_mapping="append",
+        batch_size=batch_size,
+        horizon=horizon,
+        max_tokens=512,
+        samples_per_epoch=batch_size * (1 + batches * repeats),
+    )
+    build_fast_cache(make_loader(config).sources[0], 0)
+    runs = {}
+    for n in workers:
+        lerobot_loader = torch.utils.data.DataLoader(
+            theirs,
             batch_size=batch_size,
-            horizon=horizon,
-            max_tokens=1024,
-            samples_per_epoch=batch_size * (batches + 1),
+            shuffle=True,
+            num_workers=n,
+            generator=torch.Generator().manual_seed(0),
         )
-        build_fast_cache(make_loader(config).sources[0], 0)
-        runs = {}
-        for n in workers:
-            lerobot_loader = torch.utils.data.DataLoader(
-                theirs, batch_size=batch_size, shuffle=True, num_workers=n, collate_fn=resize_collate
-            )
-            runs[str(n)] = {
-                "lerobot_samples_per_s": _samples_per_s(lerobot_loader, batches, batch_size),
-                "vla_data_samples_per_s": _samples_per_s(
-                    make_loader(LoaderConfig(**{**vars(config), "num_workers": n})), batches, batch_size
-                ),
-            }
-            runs[str(n)]["ratio"] = (
-                runs[str(n)]["vla_data_samples_per_s"] / runs[str(n)]["lerobot_samples_per_s"]
-            )
+        theirs_rates = window_rates(lerobot_loader, batches=batches, repeats=repeats, batch_size=batch_size)
+        # lerobot keeps torchcodec decoders (with their open files) in a process-wide cache: forked
+        # workers would share a file offset with decoders opened here, so each run starts empty
+        video_utils._default_decoder_cache.clear()
+        ours = make_loader(LoaderConfig(**{**vars(config), "num_workers": n}))
+        ours_rates = window_rates(ours, batches=batches, repeats=repeats, batch_size=batch_size)
+        del lerobot_loader, ours
+        theirs_median, ours_median = statistics.median(theirs_rates), statistics.median(ours_rates)
+        runs[str(n)] = {
+            "lerobot_samples_per_s": theirs_median,
+            "vla_data_samples_per_s": ours_median,
+            "ratio": ours_median / theirs_median,
+            "lerobot_windows": theirs_rates,
+            "vla_data_windows": ours_rates,
+        }
+    first = info["features"][cameras[0]]
     return {
         "dataset": str(root),
+        "episodes": info["total_episodes"],
+        "frames": info["total_frames"],
+        "cameras": {c: info["features"][c]["shape"][:2] for c in cameras},
+        "codec": (first.get("info") or {}).get("video.codec", first["dtype"]),
+        "image_size": image_size,
+        "video_backend": video_backend,
+        "versions": _versions(),
+        "torchvision_note": note,
+        "convert_seconds": convert_s,
         "batch_size": batch_size,
         "horizon": horizon,
         "batches": batches,
+        "repeats": repeats,
         "runs": runs,
     }
 
@@ -112,13 +236,24 @@ def bench_lerobot(
 def format_lerobot_table(result: dict[str, Any]) -> str:
     if "skipped" in result:
         return result["skipped"]
+    v, size = result["versions"], result["image_size"]
+    (h, w), *_ = result["cameras"].values()
+    backend = f" (torchcodec {v['torchcodec']})" if result["video_backend"] == "torchcodec" else ""
     lines = [
-        f"LeRobotDataset vs vla-data loader on {result['dataset']}, batch {result['batch_size']}, "
-        f"H={result['horizon']}, {result['batches']} batches",
-        f"{'num_workers':<13}{'LeRobot samples/s':>19}{'ours samples/s':>16}{'x':>7}",
+        f"{result['dataset']}: {result['episodes']} episodes, {result['frames']} frames, "
+        f"{len(result['cameras'])} cameras {h}x{w} {result['codec']}",
+        f"LeRobotDataset: lerobot {v['lerobot']}, video_backend={result['video_backend']}{backend}, "
+        f"delta_timestamps action H={result['horizon']}, "
+        f"transforms.v2.Resize {size}x{size}; torch {v['torch']}",
+        f"ours: converted with --image-size {size} in {result['convert_seconds']:.0f} s, FAST ids cached",
+        f"batch {result['batch_size']}, median of {result['repeats']} windows of {result['batches']} batches",
+        f"{'num_workers':<13}{'LeRobot samples/s':>19}{'ours samples/s':>16}{'ours/LeRobot':>14}",
     ]
     for n, run in result["runs"].items():
         lines.append(
-            f"{n:<13}{run['lerobot_samples_per_s']:>19.0f}{run['vla_data_samples_per_s']:>16.0f}{run['ratio']:>7.1f}"
+            f"{n:<13}{run['lerobot_samples_per_s']:>19.1f}{run['vla_data_samples_per_s']:>16.0f}"
+            f"{run['ratio']:>13.1f}x"
         )
+    if result["torchvision_note"]:
+        lines.append(f"note: {result['torchvision_note']}")
     return "\n".join(lines)

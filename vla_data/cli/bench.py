@@ -188,32 +188,64 @@ def bench_images(frames, repeats, as_json) -> None:
     "--dataset",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="A LeRobot v3.0 dataset root (e.g. AV1 video, 2 cameras) to read both ways.",
+    help="A LeRobot v3.0 dataset root to read both ways (default: generate AV1 video under --dir).",
 )
+@click.option("--episodes", type=int, default=20, show_default=True, help="Generated episodes.")
+@click.option("--steps", type=int, default=300, show_default=True, help="Frames per generated episode.")
+@click.option("--source-size", default="480x640", show_default=True, help="HxW of the 2 generated cameras.")
+@click.option("--image-size", type=int, default=224, show_default=True, help="Model frame size (square).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--horizon", type=int, default=50, show_default=True)
-@click.option("--batches", type=int, default=20, show_default=True)
+@click.option("--batches", type=int, default=20, show_default=True, help="Batches per timed window.")
+@click.option(
+    "--repeats", type=int, default=5, show_default=True, help="Timed windows; the median is reported."
+)
 @click.option("--workers", default="0,2", show_default=True)
+@click.option(
+    "--video-backend", default="torchcodec", show_default=True, help="LeRobotDataset's video_backend."
+)
+@SCRATCH_DIR
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def bench_lerobot(dataset, batch_size, horizon, batches, workers, as_json) -> None:
-    """LeRobot's LeRobotDataset (delta_timestamps action chunk, frames resized to 224x224) against
-    our loader on the same episodes converted with --image-size 224: samples/s and the ratio.
-    Needs the optional `lerobot` package; without it, says why it skipped (exit 0)."""
-    from vla_data.bench.lerobot import LEROBOT_MISSING, bench_lerobot, format_lerobot_table, lerobot_available
+def bench_lerobot(
+    dataset,
+    episodes,
+    steps,
+    source_size,
+    image_size,
+    batch_size,
+    horizon,
+    batches,
+    repeats,
+    workers,
+    video_backend,
+    work_dir,
+    as_json,
+) -> None:
+    """LeRobot's LeRobotDataset (delta_timestamps action chunk, frames resized to --image-size in its
+    pipeline) against our loader on the same episodes converted with --image-size: samples/s per
+    num_workers and the ratio. Without --dataset, generates a LeRobot v3.0 dataset as lerobot 0.4.4
+    writes it (AV1, 2 cameras) under --dir and reuses it on later runs.
+    Needs the optional `lerobot` package (see examples/lerobot_venv.sh); without it, says why it
+    skipped (exit 0)."""
+    from vla_data.bench.lerobot import bench_lerobot as run
+    from vla_data.bench.lerobot import format_lerobot_table
+    from vla_data.images import parse_size
 
-    if not lerobot_available():
-        result = {"skipped": LEROBOT_MISSING}
-    elif dataset is None:
-        raise click.UsageError("bench lerobot needs --dataset ROOT (a LeRobot v3.0 dataset)")
-    else:
-        result = bench_lerobot(
-            dataset,
-            batch_size=batch_size,
-            horizon=horizon,
-            batches=batches,
-            workers=tuple(int(w) for w in workers.split(",")),
-        )
+    result = run(
+        dataset,
+        work_dir=work_dir,
+        episodes=episodes,
+        steps=steps,
+        source_size=parse_size(source_size),
+        image_size=image_size,
+        batch_size=batch_size,
+        horizon=horizon,
+        batches=batches,
+        repeats=repeats,
+        workers=tuple(int(w) for w in workers.split(",")),
+        video_backend=video_backend,
+    )
     click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
 
 

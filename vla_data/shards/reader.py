@@ -20,7 +20,6 @@ from vla_data.schema import FORMAT_VERSION, Feature, column_to_numpy
 from vla_data.shards.access import MappedShard, ReadCounter, RemoteShard
 from vla_data.shards.cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from vla_data.shards.manifest import EPISODES_FILE, MANIFEST_FILE, Manifest, ShardInfo, load_manifest
-from vla_data.stats import RunningStats
 from vla_data.storage import display_uri, filesystem, is_uri, local_path
 
 STEP_COLUMNS = ("episode_index", "frame_index", "timestamp", "task_index")
@@ -45,19 +44,11 @@ def _check_version(manifest: Manifest, where: str) -> None:
 
 
 def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, Feature]) -> dict[str, Any]:
-    """Per-dimension statistics of every numeric feature, streaming shard by shard."""
-    numeric = [
-        f
-        for f in features.values()
-        if f.kind not in ("image", "text", "list") and np.dtype(f.dtype).kind in "fiub"
-    ]
-    running = {f.name: RunningStats() for f in numeric}
-    for info in progress(shards, "stats"):
-        table = open_arrow_file(Path(root) / info.file)
-        for feature in numeric:
-            values = column_to_numpy(table.column(feature.name), feature)
-            running[feature.name].update(values.reshape(len(values), -1))
-    return {name: stats.result() for name, stats in running.items() if stats.count}
+    """Per-dimension statistics of every numeric feature, streaming shard by shard in bounded blocks."""
+    from vla_data.shards.shard_stats import stats_from_files
+
+    files = (str(Path(root) / info.file) for info in progress(shards, "stats"))
+    return stats_from_files(files, pa.OSFile, features)
 
 
 class ShardDataset:
