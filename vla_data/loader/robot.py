@@ -56,6 +56,7 @@ def open_dataset(root: str, config) -> ShardDataset:
         cache_dir=config.cache_dir,
         cache_limit=config.cache_limit,
         storage_options=config.storage_options,
+        page_budget=config.page_budget,
     )
 
 
@@ -253,6 +254,7 @@ class RobotDataset:
         """The sample at global step `index`; `timer` (bench loader --profile) is charged per stage."""
         d, episode, t = self.locate(index)
         ds = self.datasets[d]
+        ds.check_pages()  # the caches below keep views of mapped rows: bound their pages here
         timer.mark("locate")
         if ds.remote and ds.cache is None:  # no shard cache: fetch only this sample's rows
             first = t

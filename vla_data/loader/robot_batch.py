@@ -33,6 +33,7 @@ def fill_robot_rows(
     for d in np.unique(dataset_of).tolist():
         mine = dataset_of == d
         ds = robot.datasets[d]
+        ds.check_pages()  # the episode caches keep views of mapped rows: bound their pages per batch
         if ds.remote and ds.cache is None:  # no shard cache: each sample fetches only its rows
             for b, index in zip(rows[mine].tolist(), indices[mine].tolist(), strict=True):
                 batch.put_sample(b, robot.sample(index))
