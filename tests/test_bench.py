@@ -109,11 +109,12 @@ def test_bench_scale_tiny_runs_every_stage_and_the_loader_check(tmp_path):
         assert small["ms_per_item"] > 0 and small["peak_rss_mb"] > 0, stage
         if stage != "loader":
             assert large["items"] > small["items"], stage  # the data doubled
+        assert 0 < small["cpu_ms_per_item"] and row["cpu_time_ratio"] > 0, stage
         assert row["time_ratio"] == large["ms_per_item"] / small["ms_per_item"]
     check = result["loader_check"]
     assert check["steps"] == 1000 and check["build_and_first_batch_s"] > 0 and check["main_rss_mb"] > 0
     loader = result["stages"]["loader"]["runs"]["1"]
-    assert loader["median_batch_cpu_s"] > 0 and loader["page_releases"] >= 0
+    assert loader["page_releases"] >= 0
     from vla_data.bench.scale import format_scale_table
 
     assert "loader CPU ms per batch" in format_scale_table(result)

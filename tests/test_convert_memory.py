@@ -8,11 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from vla_data.bench.synthetic import SyntheticRobotSource
-from vla_data.convert import ConvertOptions, convert
+from vla_data.convert import ConvertOptions, convert, infer_features
+from vla_data.episode import Episode
 from vla_data.samples import write_lerobot_v30_sample
 from vla_data.shards import ShardDataset, shard_stats
 from vla_data.shards.manifest import load_manifest
 from vla_data.shards.reader import stats_from_shards
+from vla_data.shards.writer import ShardWriter
 from vla_data.sources import parquet_rows
 from vla_data.sources.lerobot import LeRobotSource
 from vla_data.sources.parquet_footer import FooterIndex
@@ -132,3 +134,43 @@ def _check_every_row_group(path):
         assert alone.schema.equals(expected.schema, check_metadata=True)
         assert alone.equals(expected), (path, first, stop)
     assert index.window_end(0, 0) == 1 and index.window_end(0, 1 << 30) == count
+
+
+# -- what is kept per episode until the commit ----------------------------------------------------
+def test_writer_keeps_tens_of_bytes_per_episode_until_it_commits(tmp_path):
+    count = 900
+    episodes = [
+        Episode(
+            index=i,
+            task="fold",
+            fps=10.0,
+            arrays={"action": np.full((3, 2), i, np.float32)},
+            source_ref={"file": "f", "episode": i},  # a 28-character source_ref
+        )
+        for i in range(count)
+    ]
+    writer = ShardWriter(tmp_path / "out", source={"format": "test"})
+    writer.set_features(10.0, infer_features(episodes[0]))
+    held = {}
+    tracemalloc.start()
+    for i, episode in enumerate(episodes):
+        writer.write(episode, position=i)
+        if i + 1 in (100, count):
+            held[i + 1] = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    writer.finish()
+    rows = pa.ipc.open_file(tmp_path / "out" / "episodes.arrow").read_all()
+    assert rows.column("row_offset").to_pylist() == [3 * i for i in range(count)]
+    assert rows.column("source_ref")[count - 1].as_py() == f'{{"episode": {count - 1}, "file": "f"}}'
+    per_episode = (held[count] - held[100]) / (count - 100)
+    assert per_episode < 200, per_episode  # a dict per episode held ~350 bytes
+
+
+def test_lerobot_v30_episode_list_costs_no_dict_per_episode_table_row(tmp_path):
+    root = write_lerobot_v30_sample(tmp_path / "src", episodes=2000, steps=2, episodes_per_file=500)
+    source = LeRobotSource.from_path(root)
+    source.episode_refs()  # imports and caches out of the measurement
+    refs, peak = _traced_peak(source.episode_refs)
+    assert [r["episode"] for r in refs[:3]] == [0, 1, 2] and refs[1999]["rows"] == [998, 1000]
+    assert len({id(r["file"]) for r in refs}) == 4  # one path string per data file
+    assert peak / len(refs) < 900, peak / len(refs)  # the refs themselves, plus a column per field

@@ -95,11 +95,11 @@ def stats_on_store(fs, root: str, shards: list[ShardInfo], features: dict[str, F
 
 def commit_on_store(fs, root: str, manifest: Manifest, episode_rows: list[dict[str, Any]]) -> Manifest:
     """`episodes.arrow`, statistics from the shards on the store, then `manifest.json` last."""
-    from vla_data.shards.writer import EPISODES_SCHEMA
+    from vla_data.shards.episode_rows import EPISODES_SCHEMA, episodes_table
 
     sink = io.BytesIO()
     with pa.ipc.new_file(sink, EPISODES_SCHEMA) as writer:
-        writer.write_table(pa.Table.from_pylist(episode_rows, schema=EPISODES_SCHEMA))
+        writer.write_table(episodes_table(episode_rows))
     write_bytes(fs, f"{root}/{EPISODES_FILE}", sink.getvalue())
     manifest.stats = stats_on_store(fs, root, manifest.shards, manifest.features)
     manifest.created_by = f"vla-data {__version__}"

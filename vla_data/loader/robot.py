@@ -205,10 +205,16 @@ class RobotDataset:
         ds = self.datasets[d]
         if ds.remote and ds.cache is None:
             return ds.rows(episode, t, t + 1, [feature]).column(feature)[0].as_py()
-        offsets, data = self._frames.get(
+        offsets, data = self.frame_table(d, episode, feature)
+        return data[offsets[t] : offsets[t + 1]]
+
+    def frame_table(self, d: int, episode: int, feature: str) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets `[T + 1]` and bytes of a camera's encoded frames in an episode (`binary_views`
+        of the memory-mapped shard), cached per process; local or cached remote datasets only."""
+        ds = self.datasets[d]
+        return self._frames.get(
             (d, episode, feature), lambda: binary_views(ds.episode_table(episode).column(feature))
         )
-        return data[offsets[t] : offsets[t + 1]]
 
     def episode_arrays(
         self, d: int, episode: int, rows: tuple[int, int] | None = None
