@@ -79,13 +79,14 @@ def _fill_dataset(
     norm_state = robot.state_norm[d].normalize(state) if has_state else None  # [n, S]
     a = batch.arrays
     dims = chunks.shape[-1]
-    a["actions"][rows, :H, :dims] = chunks  # float32, as the sample's `chunk.astype(np.float32)`
-    a["action_is_pad"][rows, :H] = is_pad
-    a["action_is_pad"][rows, H:] = True  # a source horizon shorter than the model's
-    a["action_dim_mask"][rows, :dims] = True
+    at = _rows(rows)
+    a["actions"][at, :H, :dims] = chunks  # float32, as the sample's `chunk.astype(np.float32)`
+    a["action_is_pad"][at, :H] = is_pad
+    a["action_is_pad"][at, H:] = True  # a source horizon shorter than the model's
+    a["action_dim_mask"][at, :dims] = True
     if has_state:
-        a["state"][rows, : norm_state.shape[-1]] = norm_state
-    a["has_actions"][rows] = True
+        a["state"][at, : norm_state.shape[-1]] = norm_state
+    a["has_actions"][at] = True
     timer.mark("normalize")
 
     if robot.cache_paths[d] is None:
@@ -104,11 +105,9 @@ def _fill_dataset(
     for slot, feature in robot.slots[d].items():
         images, masks = batch.images[slot], batch.image_masks[slot]
         if feature is None:
-            if rows[-1] - rows[0] + 1 == len(rows):  # consecutive rows: one memset
-                images[rows[0] : rows[-1] + 1].fill(0)
-            else:
-                images[rows] = 0
+            images[at] = 0
             continue  # masks start False
+        masks[at] = True  # a frame that cannot be decoded turns its row off below
         tables = {e: robot.frame_table(d, e, feature) for e in set(episode_list)}
         for i, (b, e, s) in enumerate(zip(rows.tolist(), episode_list, start_list, strict=True)):
             offsets, frames = tables[e]
@@ -119,9 +118,14 @@ def _fill_dataset(
                     from .robot import stored_image_error
 
                     raise stored_image_error(ds, e, s, feature, error) from error
-                images[b], dropped[i] = 0, dropped[i] + 1
-                continue
-            masks[b] = True
+                images[b], masks[b], dropped[i] = 0, False, dropped[i] + 1
     if "images_dropped" in a:
-        a["images_dropped"][rows] = dropped
+        a["images_dropped"][at] = dropped
     timer.mark("image decode")
+
+
+def _rows(rows: np.ndarray) -> slice | np.ndarray:
+    """Batch rows as a slice when consecutive (a robot-only batch: all of them), where numpy
+    copies whole blocks instead of gathering row by row."""
+    first, last = int(rows[0]), int(rows[-1])
+    return slice(first, last + 1) if last - first + 1 == len(rows) else rows

@@ -8,6 +8,10 @@ on each batch it yields) puts a finalizer on the batch's storage that clears the
 in a small table shared by all processes. The worker reuses only segments whose flag is clear, so
 a batch the caller still holds is never overwritten; with no free segment it takes a fresh one.
 
+"Let go" is judged in the main process only: a batch sent on to another process (a multiprocessing
+queue) must be copied there first (`clone()`), or iterate `loader.dataloader` directly, which never
+reuses a segment.
+
 Each pooled segment starts with a header (magic, worker, slot, token); the batch's tensors follow
 it, so the header is invisible to the caller. The token tells one use of a slot from the next (a
 finalizer of an old batch never frees a slot a newer batch is using).
