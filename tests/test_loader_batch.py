@@ -232,3 +232,23 @@ def test_sample_order_computed_in_blocks_is_the_seeded_permutation():
     )
     np.testing.assert_array_equal(plan.source_order(2, 0, m), expected)
     assert sorted(plan.source_order(0, 0, np.arange(size)).tolist()) == list(range(size))
+
+
+def test_worker_segments_are_reused_only_after_the_batch_is_gone(data):
+    from vla_data.loader.shared_buffers import HEADER, MAGIC
+
+    config = make_config(data, samples_per_epoch=16 * 12, num_workers=2)
+    reference = list(make_loader(dataclasses.replace(config, num_workers=0)))
+    held = list(make_loader(config))  # every batch kept: no segment may be written twice
+    for got, expected in zip(held, reference, strict=True):
+        assert_same_batch(got, expected)
+    segments = []
+    for got, expected in zip(make_loader(config), reference, strict=True):  # each batch dropped
+        assert_same_batch(got, expected)
+        storage = got["tokens"].untyped_storage()
+        header = torch.empty(0, dtype=torch.uint8).set_(storage)[:HEADER].view(torch.int64)
+        assert header[0] == MAGIC
+        segments.append(tuple(header[1:3].tolist()))  # (worker, slot)
+        del got, storage, header
+    assert len(set(segments)) < len(segments)  # segments came back to their workers
+    assert {w for w, _ in segments} == {0, 1}

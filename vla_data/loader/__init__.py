@@ -27,6 +27,7 @@ from .config import LoaderConfig, SourceConfig
 from .config_check import ConfigError
 from .mixture import LoaderState, MixtureBatchSampler, MixturePlan
 from .robot import RobotDataset
+from .shared_buffers import WorkerBuffers, release_when_freed
 from .source_view import SourceRobotDataset
 from .web import WebDataset
 
@@ -132,6 +133,8 @@ class VlaLoader:
             config.truncate,
             config.bad_images == "mask",
             BatchShape(config.image_slots, config.image_size, config.horizon, config.action_dim),
+            # pinned batches are copies (the pin thread drops the worker's): nothing to reuse then
+            WorkerBuffers(workers) if workers > 0 and not config.pin_memory else None,
         )
         self.dataloader = torch.utils.data.DataLoader(
             MixtureDataset(self.sources, collate),
@@ -150,8 +153,11 @@ class VlaLoader:
         """This rank's remaining batches of the current epoch (the next epoch once it is used up)."""
         if self.state.batch >= self.plan.batches_per_rank:
             self.state.epoch, self.state.batch = self.state.epoch + 1, 0
+        buffers = self.dataloader.collate_fn.buffers
         for batch in self.dataloader:
             self.state.batch += 1
+            if buffers is not None:
+                release_when_freed(batch, buffers)
             yield batch
 
     def state_dict(self) -> dict[str, Any]:

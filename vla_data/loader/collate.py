@@ -10,7 +10,7 @@ import functools
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from vla_data.errors import VlaDataError
 from vla_data.tokenizers.prompt import RobotTokens
 
+from .shared_buffers import WorkerBuffers
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
 TOKEN_MASKS = ("token_mask", "token_ar_mask", "token_loss_mask", "fast_token_mask")
@@ -43,6 +44,7 @@ class Collate:
     truncate: bool = False
     count_dropped_images: bool = False
     shape: BatchShape | None = None  # needed by `assemble`; `__call__` reads shapes off the samples
+    buffers: WorkerBuffers | None = field(default=None, compare=False)  # workers' reused segments
 
     def __call__(self, samples: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
         if isinstance(samples, dict):  # a batch `assemble` already built (MixtureDataset.__getitems__)
@@ -94,7 +96,7 @@ class BatchArrays:
     def __init__(self, collate: Collate, shape: BatchShape, size: int):
         self.collate, self.shape, self.size = collate, shape, size
         layout = _layout(shape, size, collate.max_tokens, collate.truncate, collate.count_dropped_images)
-        self.tensors, base = _allocate(layout)
+        self.tensors, base = _allocate(layout, collate.buffers)
         base[layout.images_end :].fill(0)  # everything after the frames: masks False, numbers 0
         self.arrays = {k: v.numpy() for k, v in self.tensors.items()}
         self.arrays["tokens"].fill(collate.pad_id)
@@ -256,19 +258,23 @@ def _layout(
     return BatchLayout(tuple(tensors), total, total if images_end is None else images_end)
 
 
-def _allocate(layout: BatchLayout) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+def _allocate(
+    layout: BatchLayout, buffers: WorkerBuffers | None
+) -> tuple[dict[str, torch.Tensor], np.ndarray]:
     """Uninitialised tensors for a whole batch, carved out of ONE buffer, and the buffer as a
     numpy array.
 
     In a DataLoader worker the buffer is shared memory: handing the batch to the main process then
     copies nothing and passes one file descriptor instead of one per tensor (~7x cheaper for the
-    ~16 tensors of a batch). In the main process it comes from `BufferPool`: the buffer of a
+    ~16 tensors of a batch); with `buffers`, a segment reused once the main process is done with it. In the main process it comes from `BufferPool`: the buffer of a
     batch nothing references any more, whose pages are already mapped (glibc hands large blocks
     back to the system: past 32 MB, e.g. batch 96 of three 224x224 slots, every fresh batch
     would fault its pages in again). A tensor kept alone keeps the whole batch's buffer alive (and
     out of the pool)."""
     if torch.utils.data.get_worker_info() is None:
         base = torch.from_numpy(MAIN_PROCESS_BUFFERS.get(layout.total))
+    elif buffers is not None:  # a segment of this worker's the main process let go of (shared_buffers)
+        base = buffers.get(layout.total)
     else:
         template = torch.empty(0, dtype=torch.uint8)
         base = template.new(template._typed_storage()._new_shared(layout.total, device=template.device))
