@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 
+from vla_data.errors import TokenizerError
 from vla_data.tokenizers import FastTokenizer
 from vla_data.tokenizers.symbol_table import SymbolTable, byte_to_unicode
 
@@ -70,7 +71,27 @@ def test_byte_level_table_reaches_every_byte_and_rejects_bad_utf8(shared_data):
         "surrogate": ([char[0xED], char[0xA0], char[0x80]], False),
         "3-byte": ([char[0xE0], char[0xA4], char[0x80]], True),
     }
-    codes, offsets, ok = table.decode([ids for ids, _ in cases.values()], 1)
+    codes, ok = table.decode([ids for ids, _ in cases.values()], 1)
     assert ok.tolist() == [expected for _, expected in cases.values()]
-    assert codes[offsets[0] : offsets[1]].tolist() == [0xE9]
-    assert codes[offsets[5] : offsets[6]].tolist() == [0x900]
+    assert codes.tolist() == [[0xE9], [0x900]]  # one row per decodable sequence, in order
+    # a bad sequence among good ones: the joined stream fails, each is then decoded alone
+    mixed = [[char[0x41]], [char[0xC3]], [char[0xC3], char[0xA9]], [char[0x41], char[0x42]], [char[0x42]]]
+    codes, ok = table.decode(mixed, 1)
+    assert ok.tolist() == [True, False, True, False, True] and codes.ravel().tolist() == [0x41, 0xE9, 0x42]
+
+
+def test_batches_larger_than_a_block_match_one_by_one_and_name_the_global_index(shared_data):
+    fast = FastTokenizer.from_pretrained(shared_data / "fast_plus")
+    chunks = smooth_chunks(600, 10, 7, seed=5)  # more than two blocks of 256
+    ids = fast.encode(chunks)
+    assert [fast.encode(chunks[i])[0] for i in range(0, 600, 37)] == ids[::37]
+    ids[400] = ids[400][:-2]  # too short: invalid
+    actions, valid = fast.decode(ids, horizon=10, action_dim=7)
+    one_by_one = [fast.decode([seq], horizon=10, action_dim=7) for seq in ids]
+    np.testing.assert_array_equal(actions, np.concatenate([a for a, _ in one_by_one]))
+    assert valid.tolist() == [bool(v[0]) for _, v in one_by_one] and not valid[400] and valid.sum() == 599
+    with pytest.raises(TokenizerError, match="sequence 400:"):
+        fast.decode(ids, horizon=10, action_dim=7, on_error="raise")
+    chunks[300, 0, 0] = 1e6  # far outside the fitted coefficient range
+    with pytest.raises(TokenizerError, match="chunk 300:"):
+        fast.encode(chunks)

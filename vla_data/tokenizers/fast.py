@@ -43,6 +43,7 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP = "special_tokens_map.json"
 EXTRA_CONFIG = "vla_data_fast.json"  # mode and exact range; ignored by the reference processor
 REPLACEMENT_CHAR = 0xFFFD
+BLOCK = 256  # chunks transformed together: enough to vectorise, few enough to stay in cache
 # What transformers' `clean_up_tokenization` does to a decoded string (FAST+ ships with it on).
 CLEAN_UP = (
     (" .", "."),
@@ -175,28 +176,35 @@ class FastTokenizer:
     def symbols(self, chunks: np.ndarray, *, on_error: EncodeErrors = "raise") -> np.ndarray:
         """Shifted coefficient symbols `[B, T*D]`, low frequencies first."""
         batch = _as_batch(chunks)
+        out = np.empty((len(batch), batch.shape[1] * batch.shape[2]), np.int64)
+        for start in range(0, len(batch), BLOCK):  # blocks keep the arrays in cache
+            out[start : start + BLOCK] = self._block_symbols(batch[start : start + BLOCK], start, on_error)
+        return out
+
+    def _block_symbols(self, batch: np.ndarray, first: int, on_error: EncodeErrors) -> np.ndarray:
         coefficients = dct_coefficients(batch, self.scale).reshape(len(batch), -1)
-        outside = (coefficients < self.min_token) | (coefficients > self.max_token)
-        if outside.any():
+        if coefficients.size and (coefficients.min() < self.min_token or coefficients.max() > self.max_token):
+            outside = (coefficients < self.min_token) | (coefficients > self.max_token)
             if on_error == "raise":
                 b, flat = np.argwhere(outside)[0]
                 step, dim = divmod(int(flat), batch.shape[2])
                 raise TokenizerError(
-                    f"chunk {b}: DCT coefficient {int(coefficients[b, flat])} (frequency {step}, dim {dim}) is outside "
-                    f"the fitted range [{self.min_token}, {self.max_token}]; refit on data like this, check its "
-                    f"normalization, or encode with on_error='clip'"
+                    f"chunk {first + b}: DCT coefficient {int(coefficients[b, flat])} (frequency {step}, dim {dim}) "
+                    f"is outside the fitted range [{self.min_token}, {self.max_token}]; refit on data like this, "
+                    f"check its normalization, or encode with on_error='clip'"
                 )
             coefficients = np.clip(coefficients, self.min_token, self.max_token)
         symbols = (coefficients - self.min_token).astype(np.int64)
-        unknown = ~self._known_symbols()[symbols]
+        known = self._known_symbols()
+        unknown = ~known[symbols] if not known.all() else np.zeros(0, bool)
         if unknown.any():
             # BPE drops characters outside its vocabulary without a word (the reference does too), so
             # the ids would decode to a chunk of the wrong length.
             b, flat = np.argwhere(unknown)[0]
             step, dim = divmod(int(flat), batch.shape[2])
             raise TokenizerError(
-                f"chunk {b}: DCT coefficient {int(symbols[b, flat]) + self.min_token} (frequency {step}, dim "
-                f"{dim}) never occurred when the tokenizer was fitted, so BPE would drop it; refit on data "
+                f"chunk {first + b}: DCT coefficient {int(symbols[b, flat]) + self.min_token} (frequency {step}, "
+                f"dim {dim}) never occurred when the tokenizer was fitted, so BPE would drop it; refit on data "
                 f"that covers it"
             )
         return symbols
@@ -257,16 +265,26 @@ class FastTokenizer:
         if on_error not in ("flag", "raise", "relaxed"):
             raise TokenizerError(f"on_error must be flag, raise or relaxed, got {on_error!r}")
         size = horizon * action_dim
-        coefficients = np.zeros((len(ids), size), dtype=np.float64)
-        problems = self._decode_coefficients(ids, size, coefficients, relaxed=on_error == "relaxed")
+        actions = np.empty((len(ids), horizon, action_dim), np.float64)
+        too_large = np.zeros(len(ids), bool)
+        problems: list[str | None] = []
+        for start in range(0, len(ids), BLOCK):  # blocks keep the arrays in cache
+            block = ids[start : start + BLOCK]
+            coefficients = np.zeros((len(block), size), dtype=np.float64)
+            problems += self._decode_coefficients(block, size, coefficients, relaxed=on_error == "relaxed")
+            decoded = idct(
+                coefficients.reshape(len(block), horizon, action_dim) / self.scale,
+                type=2,
+                axis=1,
+                norm="ortho",
+            )
+            actions[start : start + len(block)] = decoded
+            largest = np.maximum(decoded.max(axis=(1, 2)), -decoded.min(axis=(1, 2)))
+            too_large[start : start + len(block)] = largest > self.action_bound
         valid = np.array([p is None for p in problems], dtype=bool)
         if on_error == "raise" and not valid.all():
             b = int(np.flatnonzero(~valid)[0])
             raise TokenizerError(f"sequence {b}: {problems[b]}")
-        actions = idct(
-            coefficients.reshape(len(ids), horizon, action_dim) / self.scale, type=2, axis=1, norm="ortho"
-        )
-        too_large = np.abs(actions).reshape(len(ids), -1).max(axis=1, initial=0) > self.action_bound
         if too_large.any():
             if on_error == "raise":
                 raise TokenizerError(
@@ -289,17 +307,15 @@ class FastTokenizer:
             self._table = SymbolTable.of(self.bpe)
         if self._table is None or not len(ids):
             return self._decode_with_tokenizer(ids, size, out, relaxed=relaxed)
-        codes, offsets, ok = self._table.decode(ids, size)
-        ok &= np.diff(offsets) == size
+        codes, ok = self._table.decode(ids, size)  # [n_ok, size] uint32 symbols
         rows = np.flatnonzero(ok)
-        if len(rows) == len(ids):  # all decodable, each of exactly `size` symbols: already in order
-            values = codes.reshape(len(ids), size) + self.min_token
-        else:
-            values = codes[offsets[rows][:, None] + np.arange(size)] + self.min_token  # [n_ok, size]
-        in_range = values.max(axis=1, initial=self.min_token) <= self.max_token
+        in_range = codes.max(axis=1, initial=0) <= self.max_token - self.min_token
         if self.clean_up_tokenization_spaces:  # a space (code 32) may be rewritten by the clean-up
-            in_range &= ~(values == self.min_token + 32).any(axis=1)
-        out[rows[in_range]] = values[in_range]
+            in_range &= ~(codes == 32).any(axis=1)
+        if in_range.all() and len(rows) == len(ids):  # the common case: no row copies
+            np.add(codes, self.min_token, out=out, dtype=np.float64)
+        else:
+            out[rows[in_range]] = codes[in_range].astype(np.float64) + self.min_token
         ok[rows[~in_range]] = False
         problems: list[str | None] = [None] * len(ids)
         slow = np.flatnonzero(~ok)

@@ -2,11 +2,12 @@
 
 The decoders FAST tokenizers use only concatenate: `Fuse` (default mode: a token's string is its
 coefficient symbols) and `ByteLevel` (compat mode, FAST+: a token's characters spell UTF-8 bytes
-through GPT-2's byte-to-unicode table, or are their own UTF-8 when one is outside it; the bytes of all tokens are joined, then decoded as UTF-8).
-Decoding a batch is therefore one gather of per-id symbols (or bytes, then a vectorised UTF-8
-decode). Only sequences this path fully validates are decoded here; every other one (ids outside
-the vocabulary, invalid UTF-8, ...) is left to the tokenizer's own decode, which defines the error
-semantics, so both paths give identical results.
+through GPT-2's byte-to-unicode table, or are their own UTF-8 when one is outside it; the bytes of
+all tokens are joined, then decoded as UTF-8). Decoding a batch is therefore one join of per-id
+strings (or bytes, then one strict UTF-8 decode) for all its sequences, checked per sequence with
+per-id counts. Only sequences this path fully validates are decoded here; every other one (ids
+outside the vocabulary, invalid UTF-8, a wrong length) is left to the tokenizer's own decode, which
+defines the error semantics, so both paths give identical results.
 """
 
 from __future__ import annotations
@@ -34,18 +35,14 @@ def byte_to_unicode() -> dict[int, str]:
     return table
 
 
-# Bytes a UTF-8 character of 1-3 bytes starts with (0: continuation byte, -1: not handled here:
-# overlong C0/C1 and the 4-byte leads F0.. whose code points no FAST alphabet reaches).
-UTF8_LENGTH = np.array([1] * 0x80 + [0] * 0x40 + [-1] * 2 + [2] * 30 + [3] * 16 + [-1] * 16, np.int64)
-
-
 @dataclass(frozen=True)
 class SymbolTable:
-    """Per id: its symbols (code points, or UTF-8 bytes when `byte_level`) at `flat[start:start+length]`."""
+    """Per id: its text (`str` of symbols, or UTF-8 `bytes` when `byte_level`), how many symbols it
+    starts (code points; for bytes, those that begin a character) and whether it begins with one."""
 
-    flat: np.ndarray  # [total] int64
-    start: np.ndarray  # [V] int64
-    length: np.ndarray  # [V] int64; -1 for an id the vocabulary does not define
+    pieces: np.ndarray  # [V] object: str | bytes; empty for an id the vocabulary does not define
+    starts: np.ndarray  # [V] int64; -1 for an id the vocabulary does not define
+    lead: np.ndarray  # [V] bool: its first unit begins a symbol
     byte_level: bool
 
     @classmethod
@@ -64,103 +61,64 @@ class SymbolTable:
         byte_level = decoder["type"] == "ByteLevel"
         to_byte = {c: b for b, c in byte_to_unicode().items()}
         size = bpe.get_vocab_size()
-        pieces: list[list[int]] = [[] for _ in range(size)]
-        length = np.full(size, -1, np.int64)
+        pieces: list = [b"" if byte_level else ""] * size
+        starts = np.full(size, -1, np.int64)
+        lead = np.zeros(size, bool)
         for token, i in model["vocab"].items():
             if not 0 <= i < size:
                 return None
             if not byte_level:
-                pieces[i] = [ord(c) for c in token]
-            elif all(c in to_byte for c in token):
-                pieces[i] = [to_byte[c] for c in token]
+                pieces[i], starts[i], lead[i] = token, len(token), bool(token)
+                continue
+            if all(c in to_byte for c in token):
+                piece = bytes(to_byte[c] for c in token)
             else:  # like `ByteLevel`'s decoder: a token with an unmapped character gives its own UTF-8
-                pieces[i] = list(token.encode("utf-8"))
-            length[i] = len(pieces[i])
-        start = np.concatenate([[0], np.cumsum(np.maximum(length, 0))[:-1]])
-        flat = np.fromiter(
-            itertools.chain.from_iterable(pieces), np.int64, count=int(np.maximum(length, 0).sum())
-        )
-        return cls(flat, start, length, byte_level)
+                piece = token.encode("utf-8")
+            pieces[i] = piece
+            starts[i] = sum((b & 0xC0) != 0x80 for b in piece)
+            lead[i] = bool(piece) and (piece[0] & 0xC0) != 0x80
+        table = np.empty(size, object)
+        table[:] = pieces
+        return cls(table, starts, lead, byte_level)
 
-    def decode(self, ids: list[list[int]], symbols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Symbols of every sequence expected to hold `symbols` of them, flat `[N]`, with offsets
-        `[B + 1]` (sequence b is `out[offsets[b]:offsets[b + 1]]`) and `ok` `[B]`: False where this
-        path cannot decode the sequence (unknown ids, malformed UTF-8, a length that cannot give
-        `symbols`; those are skipped, so the work stays bounded by the expected length)."""
+    def decode(self, ids: list[list[int]], symbols: int) -> tuple[np.ndarray, np.ndarray]:
+        """Code points `[n_ok, symbols]` (uint32) of the sequences this path decodes, in order, and
+        `ok` `[B]`: False where it cannot (unknown ids, malformed UTF-8, not exactly `symbols`
+        symbols; those are never joined, so the work stays bounded by the expected length)."""
         count = len(ids)
         lengths = np.fromiter(map(len, ids), np.int64, count=count)
         flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, count=int(lengths.sum()))
-        sequence = np.repeat(np.arange(count), lengths)  # [n_ids] which sequence each id is in
-        known = (flat >= 0) & (flat < len(self.length))
+        known = (flat >= 0) & (flat < len(self.starts))
         safe = np.where(known, flat, 0)
-        size = np.where(known, self.length[safe], -1)  # [n_ids]
-        total = np.bincount(sequence, weights=np.maximum(size, 0), minlength=count)
-        most = 3 * symbols if self.byte_level else symbols  # UTF-8 of a FAST symbol is 1-3 bytes
-        ok = (
-            (np.bincount(sequence, weights=size < 0, minlength=count) == 0)
-            & (total >= symbols)
-            & (total <= most)
+        per_id = np.where(known, self.starts[safe], -1)  # [n_ids] symbols each id starts
+        bounds = np.concatenate([[0], np.cumsum(lengths)])  # sequence b: ids bounds[b]:bounds[b + 1]
+        unknown = np.concatenate([[0], np.cumsum(per_id < 0)])
+        started = np.concatenate([[0], np.cumsum(np.maximum(per_id, 0))])
+        ok = (unknown[bounds[1:]] == unknown[bounds[:-1]]) & (
+            started[bounds[1:]] - started[bounds[:-1]] == symbols
         )
-        size = np.where(ok[sequence], np.maximum(size, 0), 0)
-        ends = np.cumsum(size)
-        starts = ends - size
-        units = self.flat[
-            np.repeat(self.start[safe] - starts, size) + np.arange(int(ends[-1]) if len(ends) else 0)
-        ]
-        offsets = np.concatenate([[0], ends])[np.concatenate([[0], np.cumsum(lengths)])]
+        if symbols and len(flat):  # a sequence may not begin inside a character
+            ok &= self.lead[safe[np.minimum(bounds[:-1], len(flat) - 1)]]
+        kept = self.pieces[flat[np.repeat(ok, lengths)]].tolist()  # [n_kept] str | bytes
         if not self.byte_level:
-            return units, offsets, ok
-        return _utf8_decode_fast(units, offsets, ok) or _utf8_decode(units, offsets, ok)
+            text = "".join(kept)
+        else:
+            text = self._utf8(kept, flat, bounds, ok)
+        return np.frombuffer(text.encode("utf-32-le"), "<u4").reshape(int(ok.sum()), symbols), ok
 
-
-def _utf8_decode_fast(
-    data: np.ndarray, offsets: np.ndarray, ok: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The common case in one call of Python's UTF-8 codec: if the whole buffer decodes strictly and
-    every run starts on a character, every run is valid on its own (a valid stream split at
-    character starts stays valid). None otherwise (then `_utf8_decode` finds the bad runs)."""
-    raw = data.astype(np.uint8)
-    starts = offsets[:-1][np.diff(offsets) > 0]
-    if ((raw[starts] & 0xC0) == 0x80).any():
-        return None
-    try:
-        text = raw.tobytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    codes = np.frombuffer(text.encode("utf-32-le"), "<u4").astype(np.int64)
-    before = np.concatenate([[0], np.cumsum((raw & 0xC0) != 0x80)])  # characters before each byte
-    return codes, before[offsets], ok
-
-
-def _utf8_decode(
-    data: np.ndarray, offsets: np.ndarray, ok: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorised strict UTF-8 decode (1-3 byte characters) of the byte runs `data[offsets[b]:offsets[b+1]]`.
-
-    A run with any malformed, truncated, overlong or surrogate sequence gets ok False."""
-    count, n = len(offsets) - 1, len(data)
-    run_length = np.diff(offsets)
-    owner = np.repeat(np.arange(count), run_length)  # [n] which run each byte is in
-    need = UTF8_LENGTH[data]
-    nonempty = run_length > 0
-    ok = ok.copy()
-    ok[nonempty] &= need[offsets[:-1][nonempty]] != 0  # a run cannot start inside a character
-    lead = np.flatnonzero(need != 0)
-    end = np.minimum(np.append(lead[1:], n), offsets[1:][owner[lead]])
-    width = need[lead]
-    first = data[lead]
-    second = data[np.minimum(lead + 1, max(n - 1, 0))]
-    third = data[np.minimum(lead + 2, max(n - 1, 0))]
-    wrong = (end - lead != width) | ((first == 0xE0) & (second < 0xA0)) | ((first == 0xED) & (second >= 0xA0))
-    ok &= np.bincount(owner[lead], weights=wrong, minlength=count) == 0
-    codes = np.where(
-        width == 1,
-        first,
-        np.where(
-            width == 2,
-            ((first & 0x1F) << 6) | (second & 0x3F),
-            ((first & 0x0F) << 12) | ((second & 0x3F) << 6) | (third & 0x3F),
-        ),
-    )
-    characters = np.bincount(owner[lead], minlength=count)
-    return codes, np.concatenate([[0], np.cumsum(characters)]), ok
+    def _utf8(self, kept: list[bytes], flat: np.ndarray, bounds: np.ndarray, ok: np.ndarray) -> str:
+        """The text of the ok sequences' bytes, in one strict decode. A valid stream cut where
+        characters begin stays valid, so if the whole stream decodes each sequence does (each begins
+        on a character); otherwise each is decoded alone, and those that fail get ok False."""
+        try:
+            return b"".join(kept).decode("utf-8")
+        except UnicodeDecodeError:
+            texts = []
+            for b in np.flatnonzero(ok).tolist():
+                try:
+                    texts.append(
+                        b"".join(self.pieces[flat[bounds[b] : bounds[b + 1]]].tolist()).decode("utf-8")
+                    )
+                except UnicodeDecodeError:
+                    ok[b] = False
+            return "".join(texts)

@@ -36,13 +36,12 @@ MAX_CACHED = 1 << 16  # entries per cache
 
 def strings(symbols: np.ndarray, lengths: np.ndarray | None = None) -> list[str]:
     """Rows of code points `[B, N]` -> one string per row, of its first `lengths[b]` symbols (all
-    by default); vectorised through UTF-32."""
-    data = np.ascontiguousarray(symbols, dtype="<u4")
-    width = data.shape[1] * 4
-    raw = data.tobytes()
+    by default); one UTF-32 decode for the batch, then a slice per row."""
+    count, n = symbols.shape
+    text = np.ascontiguousarray(symbols, dtype="<u4").tobytes().decode("utf-32-le")
     if lengths is None:
-        return [raw[i : i + width].decode("utf-32-le") for i in range(0, len(raw), width)]
-    return [raw[i * width : i * width + 4 * n].decode("utf-32-le") for i, n in enumerate(lengths.tolist())]
+        return [text[i : i + n] for i in range(0, count * n, n)]
+    return [text[i * n : i * n + k] for i, k in enumerate(lengths.tolist())]
 
 
 def merge_tree(model: dict) -> dict[int, tuple[int, int]] | None:
