@@ -184,3 +184,51 @@ def test_all_rows_of_an_assembled_batch_are_written(data):
         assert_same_batch(batch, batches[0])
     web = ~batches[0]["has_actions"]
     assert web.any() and not np.asarray(batches[0]["images"]["right_wrist_0_rgb"][web]).any()
+
+
+def test_buffer_pool_reuses_a_batch_buffer_only_once_nothing_references_it():
+    import vla_data.loader.collate as collate_module
+    from vla_data.loader.collate import BatchArrays, BatchShape, BufferPool, Collate
+
+    pool = collate_module.MAIN_PROCESS_BUFFERS = BufferPool(size=2)
+    try:
+        collate = Collate(10, 0, shape=BatchShape(("a",), (4, 4), 3, 5))
+
+        def batch():
+            return BatchArrays(collate, collate.shape, 2).finish()
+
+        def address(b):
+            return b["tokens"].untyped_storage().data_ptr()
+
+        first, second = batch(), batch()
+        a, b = address(first), address(second)
+        assert a != b  # both alive: two buffers
+        del first
+        third = batch()
+        assert address(third) == a  # the dropped batch's buffer again
+        view = third["images"]["a"].numpy()  # a caller keeps a numpy view of one tensor
+        del third
+        fourth = batch()
+        assert address(fourth) not in (a, b) and len(pool._buffers) == 2  # kept by the view: not reused
+        view[:] = 7
+        del second
+        assert address(batch()) == b  # the pool's free buffer; the held one stays the caller's
+        assert (view == 7).all()
+    finally:
+        collate_module.MAIN_PROCESS_BUFFERS = BufferPool()
+
+
+def test_sample_order_computed_in_blocks_is_the_seeded_permutation():
+    from vla_data.loader.mixture import ORDER_BLOCK, MixturePlan
+    from vla_data.permutation import permute
+
+    size = 2 * ORDER_BLOCK + 123
+    plan = MixturePlan(
+        sizes=(size, 50), weights=(0.9, 0.1), batch_size=32, samples_per_epoch=3 * size, seed=4
+    )
+    m = np.r_[np.arange(ORDER_BLOCK - 40, ORDER_BLOCK + 40), [5, size - 1, size, 2 * size + 7]]
+    expected = np.concatenate(
+        [permute(np.atleast_1d(x % size), size, (4, 2, 1, x // size)) for x in m.tolist()]
+    )
+    np.testing.assert_array_equal(plan.source_order(2, 0, m), expected)
+    assert sorted(plan.source_order(0, 0, np.arange(size)).tolist()) == list(range(size))

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
@@ -31,7 +30,6 @@ from vla_data.shards.manifest import (
     ShardInfo,
     shard_path,
 )
-from vla_data.stats import RunningStats
 from vla_data.storage import display_uri, filesystem, is_uri
 
 BLOCK = 1 << 24
@@ -88,36 +86,20 @@ def upload_dataset(local: Path, fs, target: str, *, skip_existing: bool = False)
                 dst.write(block)
 
 
-def _numeric(features: dict[str, Feature]) -> list[Feature]:
-    return [
-        f for f in features.values() if f.kind not in ("image", "text") and np.dtype(f.dtype).kind in "fiub"
-    ]
-
-
 def stats_on_store(fs, root: str, shards: list[ShardInfo], features: dict[str, Feature]) -> dict[str, Any]:
-    """Statistics of every numeric feature, reading only those columns of each shard."""
-    from vla_data.schema import column_to_numpy
+    """Statistics of every numeric feature, reading each shard on the store one batch at a time."""
+    from vla_data.shards.shard_stats import stats_from_files
 
-    numeric = _numeric(features)
-    running = {f.name: RunningStats() for f in numeric}
-    for info in shards:
-        with fs.open_input_file(f"{root}/{info.file}") as f:
-            schema = pa.ipc.open_file(f).schema
-            fields = [schema.get_field_index(feature.name) for feature in numeric]
-            table = pa.ipc.open_file(f, options=pa.ipc.IpcReadOptions(included_fields=fields)).read_all()
-        for feature in numeric:
-            values = column_to_numpy(table.column(feature.name), feature)
-            running[feature.name].update(values.reshape(len(values), -1))
-    return {name: stats.result() for name, stats in running.items() if stats.count}
+    return stats_from_files([f"{root}/{info.file}" for info in shards], fs.open_input_file, features)
 
 
 def commit_on_store(fs, root: str, manifest: Manifest, episode_rows: list[dict[str, Any]]) -> Manifest:
     """`episodes.arrow`, statistics from the shards on the store, then `manifest.json` last."""
-    from vla_data.shards.writer import EPISODES_SCHEMA
+    from vla_data.shards.episode_rows import EPISODES_SCHEMA, episodes_table
 
     sink = io.BytesIO()
     with pa.ipc.new_file(sink, EPISODES_SCHEMA) as writer:
-        writer.write_table(pa.Table.from_pylist(episode_rows, schema=EPISODES_SCHEMA))
+        writer.write_table(episodes_table(episode_rows))
     write_bytes(fs, f"{root}/{EPISODES_FILE}", sink.getvalue())
     manifest.stats = stats_on_store(fs, root, manifest.shards, manifest.features)
     manifest.created_by = f"vla-data {__version__}"

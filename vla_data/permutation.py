@@ -14,6 +14,8 @@ plan and `tokenizer fit`'s chunk sample scale to billions of steps.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _ROUNDS = 6
@@ -30,7 +32,16 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def round_keys(key: tuple[int, ...] | list[int]) -> np.ndarray:
     """The per-round keys of the permutation named by `key` (a tuple of non-negative ints)."""
-    return np.random.default_rng([int(k) for k in key]).integers(0, 2**63, _ROUNDS, dtype=np.uint64)
+    return _round_keys(tuple(int(k) for k in key))
+
+
+@functools.lru_cache(maxsize=1024)
+def _round_keys(key: tuple[int, ...]) -> np.ndarray:
+    """Cached: seeding a generator costs more than a batch's Feistel rounds (the loader asks for
+    the same few keys every batch). Read-only, so callers cannot change a cached entry."""
+    keys = np.random.default_rng(list(key)).integers(0, 2**63, _ROUNDS, dtype=np.uint64)
+    keys.flags.writeable = False
+    return keys
 
 
 def permute(positions: np.ndarray, n: int, key: tuple[int, ...] | list[int]) -> np.ndarray:

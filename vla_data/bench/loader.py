@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -9,12 +10,12 @@ from typing import Any
 
 from vla_data.bench.timing import median_seconds
 
+ROUNDS = 5  # each: the bound, then the loader; ratios are per round (the machine's load moves)
 
-def _children_rss_mb() -> list[dict[str, float]]:
-    """Resident memory of this process's DataLoader workers, from /proc: total (`rss`) and
-    anonymous (`anon`, the heap: what a leak grows; the rest is memory-mapped shard pages, shared
-    with the page cache and reclaimable). Helpers such as multiprocessing's resource tracker are
-    children but not workers, and are left out."""
+
+def _worker_pids() -> list[str]:
+    """This process's DataLoader workers: Python children other than multiprocessing's resource
+    tracker (a server a test started is not Python, or not this one)."""
     import os
 
     pids = []
@@ -24,14 +25,26 @@ def _children_rss_mb() -> list[dict[str, float]]:
                 pids += f.read().split()
         except OSError:
             continue
-    sizes = []
+    workers = []
     for pid in pids:
         try:
             if os.readlink(f"/proc/{pid}/exe") != os.readlink("/proc/self/exe"):
-                continue  # not a Python process (e.g. a server a test started): not a worker
+                continue
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"resource_tracker" in f.read():
-                    continue
+                if b"resource_tracker" not in f.read():
+                    workers.append(pid)
+        except OSError:
+            continue
+    return workers
+
+
+def _children_rss_mb() -> list[dict[str, float]]:
+    """Resident memory of this process's DataLoader workers, from /proc: total (`rss`) and
+    anonymous (`anon`, the heap: what a leak grows; the rest is memory-mapped shard pages, shared
+    with the page cache and reclaimable)."""
+    sizes = []
+    for pid in _worker_pids():
+        try:
             with open(f"/proc/{pid}/status") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
             sizes.append(
@@ -43,6 +56,22 @@ def _children_rss_mb() -> list[dict[str, float]]:
         except (OSError, KeyError):
             continue
     return sizes
+
+
+def _cpu_seconds(workers: list[str]) -> float:
+    """CPU time used so far by this process (all threads) and the given workers: what a sample
+    costs however busy the machine is (wall time also counts waiting for a core)."""
+    import os
+
+    ticks = 0
+    for pid in workers:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            continue
+    return time.process_time() + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def worker_rss_over_data(
@@ -111,12 +140,17 @@ def bench_loader(
 ) -> dict[str, Any]:
     """Loader samples/s for batch 32, 2 cameras, H=50 per worker count, the decode+resize bound of
     the same images, and worker RSS across `rss_batches` batches of a dataset they traverse once;
-    with `profile`, also the time per sample of each loader stage (`loader_profile.profile_loader`)."""
+    with `profile`, also the time per sample of each loader stage (`loader_profile.profile_loader`).
+
+    The `batches` are timed in `ROUNDS` rounds, each right after a pass of the bound in the same
+    process: samples/s is the median over rounds, the ratio the median of the per-round ratios
+    (after the batches workers prefetched while the bound ran)."""
     import gc
 
     import numpy as np
 
     from vla_data.convert import ConvertOptions, convert
+    from vla_data.images import decode_into
     from vla_data.loader import LoaderConfig, SourceConfig, make_loader
     from vla_data.loader.fast_cache import build_fast_cache
     from vla_data.loader.robot import load_image
@@ -158,28 +192,73 @@ def bench_loader(
                 for cam in ("observation.images.cam_high", "observation.images.cam_left_wrist"):
                     load_image(step[cam], (224, 224))
 
-        bound = median_seconds(decode_resize, 3) / len(frames)  # seconds per sample
+        slots = make_loader(config).config.image_slots
+        batch_images = np.empty((len(slots), batch_size, 224, 224, 3), np.uint8)
+
+        def decode_into_batches():
+            """The frames decoded into the rows of batch-sized image arrays, the slots without a
+            camera zeroed: the memory a batch's images are written to, and nothing else."""
+            cams = ("observation.images.cam_high", "observation.images.cam_left_wrist")
+            for first in range(0, len(frames), batch_size):
+                for b, step in enumerate(frames[first : first + batch_size]):
+                    for slot, cam in enumerate(cams):
+                        decode_into(step[cam], batch_images[slot, b])
+                batch_images[len(cams) :].fill(0)
+
+        def bound_seconds(work=decode_resize) -> tuple[float, float]:
+            """Wall and CPU seconds per sample of `work` over the frames."""
+            cpu = time.process_time()
+            wall = median_seconds(work, 1)
+            return wall / len(frames), (time.process_time() - cpu) / len(frames)
+
+        images_only = [bound_seconds(decode_into_batches)[1] for _ in range(ROUNDS)]
+
         stages = None
         if profile:
             from vla_data.bench.loader_profile import profile_loader
 
             stages = profile_loader(make_loader(config), batches)
-        runs = {}
+        runs, bounds, cpu_bounds = {}, [], []
+        per_round = max(1, batches // ROUNDS)
         for n in workers:
-            loader = make_loader(LoaderConfig(**{**vars(config), "num_workers": n}))
+            drain = n * 2  # batches the workers prefetch (prefetch_factor 2) while the bound runs
+            loader = make_loader(
+                LoaderConfig(
+                    **{
+                        **vars(config),
+                        "num_workers": n,
+                        "samples_per_epoch": batch_size * (ROUNDS * (per_round + drain) + 1),
+                    }
+                )
+            )
             iterator = iter(loader)
             next(iterator)  # start workers and warm caches
-            start = time.perf_counter()
-            for _ in range(batches):
-                next(iterator)
-            seconds = time.perf_counter() - start
+            workers_now = _worker_pids() if n else []
+            rates, ratios, cpu_ratios = [], [], []
+            for _ in range(ROUNDS):
+                bound, cpu_bound = bound_seconds()
+                for _ in range(drain):
+                    next(iterator)
+                start, cpu = time.perf_counter(), _cpu_seconds(workers_now)
+                for _ in range(per_round):
+                    next(iterator)
+                rates.append(per_round * batch_size / (time.perf_counter() - start))
+                ratios.append(rates[-1] * bound)
+                cpu_ratios.append(cpu_bound * per_round * batch_size / (_cpu_seconds(workers_now) - cpu))
+                bounds.append(bound)
+                cpu_bounds.append(cpu_bound)
             del iterator, loader  # shuts its workers down before the next measurement
             gc.collect()
+            rate = statistics.median(rates)
             runs[str(n)] = {
-                "samples_per_s": batches * batch_size / seconds,
-                "batches_per_s": batches / seconds,
-                "ratio_to_bound": (batches * batch_size / seconds) * bound,
+                "samples_per_s": rate,
+                "batches_per_s": rate / batch_size,
+                "ratio_to_bound": statistics.median(ratios),
+                "ratios": ratios,
+                "cpu_ratio_to_bound": statistics.median(cpu_ratios),
+                "cpu_ratios": cpu_ratios,
             }
+        bound = statistics.median(bounds)
         rss = worker_rss_over_data(root, batch_size=batch_size, horizon=horizon, rss_batches=rss_batches)
         return {
             "batch_size": batch_size,
@@ -187,8 +266,15 @@ def bench_loader(
             "cameras": 2,
             "stored_image_size": list(image_size),
             "model_image_size": [224, 224],
-            "batches": batches,
-            "bound_decode_resize": {"samples_per_s": 1 / bound},
+            "batches": per_round * ROUNDS,
+            "rounds": ROUNDS,
+            "bound_decode_resize": {
+                "samples_per_s": 1 / bound,
+                "samples_per_cpu_s": 1 / statistics.median(cpu_bounds),
+            },
+            # the same frames decoded into batch-sized arrays + blank slots zeroed (CPU time):
+            # how much of the gap to the bound is writing a batch's images, not per-sample overhead
+            "images_into_batches": {"samples_per_cpu_s": 1 / statistics.median(images_only)},
             "loader": runs,
             "worker_rss_mb": rss,
             **({"profile": stages} if stages else {}),
@@ -198,14 +284,30 @@ def bench_loader(
 def format_loader_table(result: dict[str, Any]) -> str:
     h, w = result["stored_image_size"]
     lines = [
-        f"loader: batch {result['batch_size']}, 2 cameras {h}x{w} JPEG -> 224x224, H={result['horizon']}, FAST cached, {result['batches']} batches",
-        f"{'run':<32}{'samples/s':>10}{'batches/s':>11}{'x bound':>9}",
-        f"{'decode + resize only (bound)':<32}{result['bound_decode_resize']['samples_per_s']:>10.0f}{'':>11}{1.0:>9.2f}",
+        f"loader: batch {result['batch_size']}, 2 cameras {h}x{w} JPEG -> 224x224, H={result['horizon']}, FAST cached, {result['batches']} batches per worker count",
+        f"{'run':<32}{'samples/s':>10}{'batches/s':>11}{'x bound':>9}{'range':>11}"
+        f"{'x bound (CPU)':>15}{'range':>11}",
+        f"{'decode + resize only (bound)':<32}{result['bound_decode_resize']['samples_per_s']:>10.0f}{'':>11}{1.0:>9.2f}"
+        f"{'':>11}{1.0:>15.2f}",
     ]
     for n, run in result["loader"].items():
         lines.append(
             f"{'loader num_workers=' + n:<32}{run['samples_per_s']:>10.0f}{run['batches_per_s']:>11.1f}{run['ratio_to_bound']:>9.2f}"
+            f"{min(run['ratios']):>6.2f}-{max(run['ratios']):.2f}{run['cpu_ratio_to_bound']:>15.2f}"
+            f"{min(run['cpu_ratios']):>6.2f}-{max(run['cpu_ratios']):.2f}"
         )
+    images = (
+        result["images_into_batches"]["samples_per_cpu_s"]
+        / result["bound_decode_resize"]["samples_per_cpu_s"]
+    )
+    lines.append(
+        f"{'frames decoded into batch arrays':<32}{'':>10}{'':>11}{'':>9}{'':>11}{images:>15.2f}"
+        "   (+ blank slots zeroed: a batch's image writes alone)"
+    )
+    lines.append(
+        f"(medians of {result['rounds']} rounds, each the bound then the loader; CPU: samples per CPU-second "
+        "of this process and its workers, against the bound's)"
+    )
     rss = result["worker_rss_mb"]
     lines.append(
         f"worker RSS over one pass of a generated {rss['dataset_steps']}-step dataset (total / anonymous):"
@@ -218,6 +320,6 @@ def format_loader_table(result: dict[str, Any]) -> str:
     if "profile" in result:
         from vla_data.bench.loader_profile import format_profile
 
-        bound_us = 1e6 / result["bound_decode_resize"]["samples_per_s"]
+        bound_us = 1e6 / result["bound_decode_resize"]["samples_per_cpu_s"]
         lines += ["", format_profile(result["profile"], bound_us)]
     return "\n".join(lines)

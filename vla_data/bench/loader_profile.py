@@ -53,13 +53,15 @@ def _tensors(batch: dict[str, Any]):
 
 def format_profile(profile: dict[str, Any], bound_us: float | None = None) -> str:
     total = profile["total_us"]
-    lines = [f"per-sample profile (whole-batch code path, {profile['samples']} samples)"]
+    lines = [f"per-sample profile (whole-batch code path, {profile['samples']} samples, CPU time)"]
     lines.append(f"{'stage':<16}{'us/sample':>10}{'share':>8}")
     for stage, us in profile["us_per_sample"].items():
         lines.append(f"{stage:<16}{us:>10.1f}{us / total:>8.0%}")
     lines.append(f"{'total':<16}{total:>10.1f}")
+    in_process = total - profile["us_per_sample"]["IPC"]
+    lines.append(f"{'without IPC':<16}{in_process:>10.1f}   (num_workers=0)")
     if bound_us:
         lines.append(
-            f"{'decode+resize bound':<16}{bound_us:>10.1f}   (overhead {total - bound_us:.0f} us/sample)"
+            f"{'decode+resize bound':<16}{bound_us:>10.1f}   (CPU; overhead without IPC {in_process - bound_us:.0f} us/sample)"
         )
     return "\n".join(lines)

@@ -90,7 +90,7 @@ def child_run(spec: dict[str, Any]) -> dict[str, Any]:
             pass
     baseline = _status_mb("VmRSS")["VmRSS"]
     anon = _AnonPeak()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     out: dict[str, Any] = {}
     if spec.get("loader"):
         from vla_data.loader import LoaderConfig, make_loader
@@ -111,6 +111,7 @@ def child_run(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         main(spec["cli"], standalone_mode=False)
     out["seconds"] = time.perf_counter() - start
+    out["cpu_seconds"] = time.process_time() - cpu_start  # this process only: robust to a loaded machine
     out["baseline_rss_mb"] = baseline
     out["peak_anon_mb"] = anon.stop()
     status = _status_mb("VmHWM", "RssAnon", "RssFile")
@@ -250,6 +251,9 @@ def bench_scale(
                     "data_items": data_items,
                     "seconds": seconds,
                     "ms_per_item": 1000 * (measured["median_batch_s"] if loader else seconds / items),
+                    # conversion and tokenizer stages: the stage's own CPU time per item (the wall
+                    # clock above also counts time other processes took the CPU)
+                    **({} if loader else {"cpu_ms_per_item": 1000 * measured["cpu_seconds"] / items}),
                     "peak_rss_mb": measured["peak_rss_mb"],
                     "stage_rss_mb": measured["peak_rss_mb"] - measured["baseline_rss_mb"],
                     "peak_anon_mb": measured["peak_anon_mb"],
@@ -262,6 +266,11 @@ def bench_scale(
                 "item": item,
                 "runs": runs,
                 "time_ratio": hi["ms_per_item"] / lo["ms_per_item"],
+                **(
+                    {"cpu_time_ratio": hi["cpu_ms_per_item"] / lo["cpu_ms_per_item"]}
+                    if "cpu_ms_per_item" in hi
+                    else {}
+                ),
                 "marginal_time_ratio": _marginal_ratio([runs[str(s)] for s in sizes]),
                 "rss_ratio": hi["peak_rss_mb"] / lo["peak_rss_mb"],
                 "stage_rss_ratio": hi["stage_rss_mb"] / max(lo["stage_rss_mb"], 1.0),

@@ -6,7 +6,9 @@ into the batch buffer (`BatchArrays`): robot sources vectorised, others through 
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from vla_data.errors import VlaDataError
+from vla_data.tokenizers.prompt import RobotTokens
 
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
@@ -66,8 +69,7 @@ class Collate:
         if self.shape is None:
             raise VlaDataError("Collate.assemble needs the batch shape (Collate(..., shape=BatchShape(...)))")
         batch = BatchArrays(self, self.shape, len(keys))
-        source_of = np.fromiter((k[0] for k in keys), np.int64, len(keys))
-        index = np.fromiter((k[1] for k in keys), np.int64, len(keys))
+        source_of, index = np.asarray(keys, np.int64).reshape(len(keys), 2).T
         batch.arrays["source"][:] = source_of
         timer.mark("collate")
         for s in np.unique(source_of).tolist():
@@ -90,26 +92,10 @@ class BatchArrays:
     left for the filler: each row of a slot must be written, a frame or `blank`)."""
 
     def __init__(self, collate: Collate, shape: BatchShape, size: int):
-        B, L, H, D = size, collate.max_tokens, shape.horizon, shape.action_dim
         self.collate, self.shape, self.size = collate, shape, size
-        specs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
-            **{f"images/{s}": ((B, *shape.image_size, 3), torch.uint8) for s in shape.slots},
-            **{f"image_masks/{s}": ((B,), torch.bool) for s in shape.slots},
-            "tokens": ((B, L), torch.int64),
-            **{k: ((B, L), torch.bool) for k in TOKEN_MASKS},
-            "state": ((B, D), torch.float32),
-            "actions": ((B, H, D), torch.float32),
-            "action_is_pad": ((B, H), torch.bool),
-            "action_dim_mask": ((B, D), torch.bool),
-            "has_actions": ((B,), torch.bool),
-            **{k: ((B,), torch.int64) for k in COUNTS},
-        }
-        if collate.truncate:
-            specs["truncated"] = ((B,), torch.bool)
-        if collate.count_dropped_images:
-            specs["images_dropped"] = ((B,), torch.int64)
-        self.tensors, base, images_end = _allocate(specs, len(shape.slots))
-        base[images_end:].fill(0)  # everything after the frames: masks False, numbers 0
+        layout = _layout(shape, size, collate.max_tokens, collate.truncate, collate.count_dropped_images)
+        self.tensors, base = _allocate(layout)
+        base[layout.images_end :].fill(0)  # everything after the frames: masks False, numbers 0
         self.arrays = {k: v.numpy() for k, v in self.tensors.items()}
         self.arrays["tokens"].fill(collate.pad_id)
         self.images = {s: self.arrays[f"images/{s}"] for s in shape.slots}  # [B, h, w, 3] each
@@ -128,19 +114,31 @@ class BatchArrays:
         self.arrays["truncated"][b] = True
         return L
 
-    def put_tokens(
-        self, b: int, tokens: np.ndarray, bounds: tuple[int, int, int, int], where: Callable[[], str]
-    ) -> None:
-        """Row `b`'s token layout from ids `[n]` and (prefix end, loss start, FAST start, FAST end):
-        AR and loss masks run from their start to the end, the FAST mask over its span."""
-        n = self._length(b, len(tokens), where)
-        prefix, loss, fast_start, fast_end = bounds
+    def put_token_rows(self, rows: np.ndarray, layout: RobotTokens, where: Callable[[int], str]) -> None:
+        """Rows `rows` of the token tensors from n joined layouts (`PromptBuilder.robot_batch`), in
+        one scatter per tensor; a layout past `max_tokens` is an error naming `where(i)`, or
+        (truncate) cut and counted in `truncated`."""
+        L, lengths, bounds = self.collate.max_tokens, layout.lengths, layout.bounds
+        over = lengths > L
+        if over.any():
+            if not self.collate.truncate:
+                i = int(np.argmax(over))
+                raise VlaDataError(
+                    f"{where(i)}: {lengths[i]} tokens exceed max_tokens={L}; raise max_tokens or set truncate=True"
+                )
+            self.arrays["truncated"][rows[over]] = True
+        kept = np.minimum(lengths, L)
+        first = np.cumsum(kept) - kept  # each row's first entry among the kept tokens
+        position = np.arange(int(kept.sum())) - np.repeat(first, kept)  # [kept tokens]
+        source = np.repeat(np.cumsum(lengths) - lengths, kept) + position
+        at = np.repeat(rows * L, kept) + position  # flat index into [B, L]
+        bound = np.repeat(bounds, kept, axis=0)  # [kept tokens, 4]
         a = self.arrays
-        a["tokens"][b, :n] = tokens[:n]
-        a["token_mask"][b, :n] = True
-        a["token_ar_mask"][b, prefix:n] = True
-        a["token_loss_mask"][b, loss:n] = True
-        a["fast_token_mask"][b, fast_start : min(fast_end, n)] = True
+        a["tokens"].reshape(-1)[at] = layout.ids[source]
+        a["token_mask"].reshape(-1)[at] = True
+        a["token_ar_mask"].reshape(-1)[at] = position >= bound[:, 0]
+        a["token_loss_mask"].reshape(-1)[at] = position >= bound[:, 1]
+        a["fast_token_mask"].reshape(-1)[at] = (position >= bound[:, 2]) & (position < bound[:, 3])
 
     def put_sample(self, b: int, sample: dict[str, Any]) -> None:
         """Row `b` from one sample dict (`RobotDataset.sample`, `WebDataset[i]`); actions shorter
@@ -183,33 +181,99 @@ class BatchArrays:
         return batch
 
 
-def _allocate(
-    specs: dict[str, tuple[tuple[int, ...], torch.dtype]], images: int
-) -> tuple[dict[str, torch.Tensor], np.ndarray, int]:
-    """Uninitialised tensors for a whole batch, carved out of ONE buffer; also the buffer as a
-    numpy array and where the first `images` tensors (the frames) end in it.
+class BufferPool:
+    """Batch buffers of one process, handed out again once nothing references them.
+
+    A fresh batch buffer costs page faults on first write (with huge pages, a zeroed 2 MB page
+    each): about 10% of decoding 224x224 frames into it. A training loop holds one or two
+    batches at a time, so the buffer of an earlier batch is free again by the time the next one
+    is built. Free means no tensor, view or array of that batch is left (the buffer's reference
+    count), so a batch kept by the caller is never overwritten. At most `size` buffers are kept."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._buffers: list[np.ndarray] = []
+
+    def get(self, nbytes: int) -> np.ndarray:
+        free = [i for i in range(len(self._buffers)) if self._free(i)]
+        for i in free:
+            if self._buffers[i].nbytes == nbytes:
+                return self._buffers[i]
+        buffer = np.empty(nbytes, np.uint8)
+        if len(self._buffers) < self.size:
+            self._buffers.append(buffer)
+        elif free:  # replace a free buffer of another size (the batch shape changed)
+            self._buffers[free[0]] = buffer
+        return buffer
+
+    def _free(self, i: int) -> bool:
+        """No batch uses buffer `i`: its references are the pool's and getrefcount's argument (a
+        batch's storage holds one more for as long as any tensor or view of the batch lives)."""
+        return sys.getrefcount(self._buffers[i]) == 2
+
+
+MAIN_PROCESS_BUFFERS = BufferPool()
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Where each tensor of a batch lives in its one buffer: (key, byte offset, bytes, dtype,
+    shape) in order, the frames first; the buffer's size; where the frames end."""
+
+    tensors: tuple[tuple[str, int, int, torch.dtype, tuple[int, ...]], ...]
+    total: int
+    images_end: int
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(
+    shape: BatchShape, size: int, max_tokens: int, truncate: bool, count_dropped: bool
+) -> BatchLayout:
+    B, L, H, D = size, max_tokens, shape.horizon, shape.action_dim
+    specs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
+        **{f"images/{s}": ((B, *shape.image_size, 3), torch.uint8) for s in shape.slots},
+        **{f"image_masks/{s}": ((B,), torch.bool) for s in shape.slots},
+        "tokens": ((B, L), torch.int64),
+        **{k: ((B, L), torch.bool) for k in TOKEN_MASKS},
+        "state": ((B, D), torch.float32),
+        "actions": ((B, H, D), torch.float32),
+        "action_is_pad": ((B, H), torch.bool),
+        "action_dim_mask": ((B, D), torch.bool),
+        "has_actions": ((B,), torch.bool),
+        **{k: ((B,), torch.int64) for k in COUNTS},
+    }
+    if truncate:
+        specs["truncated"] = ((B,), torch.bool)
+    if count_dropped:
+        specs["images_dropped"] = ((B,), torch.int64)
+    tensors, total, images_end = [], 0, None
+    for i, (key, (dims, dtype)) in enumerate(specs.items()):
+        if i == len(shape.slots):
+            images_end = total
+        nbytes = math.prod(dims) * dtype.itemsize
+        tensors.append((key, total, nbytes, dtype, dims))
+        total += -(-nbytes // ALIGN) * ALIGN
+    return BatchLayout(tuple(tensors), total, total if images_end is None else images_end)
+
+
+def _allocate(layout: BatchLayout) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """Uninitialised tensors for a whole batch, carved out of ONE buffer, and the buffer as a
+    numpy array.
 
     In a DataLoader worker the buffer is shared memory: handing the batch to the main process then
     copies nothing and passes one file descriptor instead of one per tensor (~7x cheaper for the
-    ~16 tensors of a batch). In the main process numpy allocates it (it asks for huge pages: fewer
-    page faults than `torch.empty` when a fresh batch is first written). A tensor kept alone keeps
-    the whole batch's buffer alive."""
-    sizes = {
-        k: math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
-        for k, (shape, dtype) in specs.items()
-    }
-    starts, total = {}, 0
-    for k, size in sizes.items():
-        starts[k], total = total, total + -(-size // ALIGN) * ALIGN
+    ~16 tensors of a batch). In the main process it comes from `BufferPool`: the buffer of a
+    batch nothing references any more, whose pages are already mapped (glibc hands large blocks
+    back to the system: past 32 MB, e.g. batch 96 of three 224x224 slots, every fresh batch
+    would fault its pages in again). A tensor kept alone keeps the whole batch's buffer alive (and
+    out of the pool)."""
     if torch.utils.data.get_worker_info() is None:
-        base = torch.from_numpy(np.empty(total, np.uint8))
+        base = torch.from_numpy(MAIN_PROCESS_BUFFERS.get(layout.total))
     else:
         template = torch.empty(0, dtype=torch.uint8)
-        base = template.new(template._typed_storage()._new_shared(total, device=template.device))
-    keys = list(specs)
-    images_end = starts[keys[images]] if images < len(keys) else total
+        base = template.new(template._typed_storage()._new_shared(layout.total, device=template.device))
     tensors = {
-        k: base[starts[k] : starts[k] + sizes[k]].view(dtype).view(shape)
-        for k, (shape, dtype) in specs.items()
+        key: base[offset : offset + nbytes].view(dtype).view(dims)
+        for key, offset, nbytes, dtype, dims in layout.tensors
     }
-    return tensors, base.numpy(), images_end
+    return tensors, base.numpy()

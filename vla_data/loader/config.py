@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vla_data.errors import VlaDataError
+from vla_data.shards.pages import DEFAULT_PAGE_BUDGET
 from vla_data.tokenizers.web_text import DEFAULT_TEMPLATES
 
 from .config_check import ConfigError, check_fields, closest_choice, require_path, resolve_path, unknown_keys
@@ -136,6 +137,9 @@ class LoaderConfig:
             workers and processes of a node (default ~/.cache/vla-data/shards).
         cache_limit: Bytes the shard cache may hold, least recently used shards out first (default
             32 GiB); 0: no cache, each sample reads only its own rows and columns.
+        page_budget: Bytes of memory-mapped shard pages each process (each DataLoader worker) may
+            gain before they are released from its RSS (default 64 MiB; they stay in the page cache
+            and are read again when touched); None: no budget (every page touched stays mapped).
         storage_options: pyarrow filesystem options for remote roots (e.g. endpoint_url,
             access_key, secret_key, region); never printed. Default: the AWS environment variables.
         web_templates: Prompt template per web sample kind (caption, vqa, detection, chat), applied to
@@ -182,6 +186,7 @@ class LoaderConfig:
     bad_images: Literal["fail", "mask"] = "fail"
     cache_dir: str | None = None
     cache_limit: int | None = None
+    page_budget: int | None = DEFAULT_PAGE_BUDGET
     storage_options: dict[str, Any] | None = field(default=None, repr=False)
     web_templates: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     web_resize_mode: Literal["pad", "crop"] = "pad"
@@ -228,6 +233,10 @@ class LoaderConfig:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if self.cache_limit is not None and self.cache_limit < 0:
             raise ConfigError("cache_limit", f"must be >= 0 bytes (0: no cache), got {self.cache_limit}")
+        if self.page_budget is not None and self.page_budget < 0:
+            raise ConfigError(
+                "page_budget", f"must be >= 0 bytes or null (no budget), got {self.page_budget}"
+            )
         if not 0 <= self.rank < self.world_size:
             raise ConfigError("rank", f"{self.rank} is not in 0..world_size-1 ({self.world_size})")
         if self.prompt_format != "vla_data" and not self.state_in_prompt:

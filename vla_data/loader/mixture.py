@@ -141,9 +141,25 @@ class MixturePlan:
             mine = passes == pass_
             key = (self.seed, epoch, 1 + s, int(pass_))
             if self.shuffle == "random":
-                out[mine] = permute(m[mine] % size, size, key)
+                out[mine] = self._random_order(key, size, m[mine] % size)
             else:
                 out[mine] = self._block_order(key, s, m[mine] % size)
+        return out
+
+    def _random_order(self, key: tuple[int, ...], size: int, i: np.ndarray) -> np.ndarray:
+        """Entries `i` of `permute(range(size), size, key)`, computed ORDER_BLOCK consecutive
+        entries at a time and kept (a few blocks): a batch's entries are nearly consecutive, so one
+        vectorised `permute` serves many batches instead of each paying its rounds."""
+        block = i // ORDER_BLOCK
+        out = np.empty(len(i), np.int64)
+        for b in np.unique(block).tolist():
+            mine = block == b
+            start = b * ORDER_BLOCK
+            cache_key = (*key, "block", b)
+            if cache_key not in self._orders:
+                entries = permute(np.arange(start, min(size, start + ORDER_BLOCK)), size, key)
+                _remember(self._orders, cache_key, entries, 4 * len(self.sizes))
+            out[mine] = self._orders[cache_key][i[mine] - start]
         return out
 
     def _block_order(self, key: tuple[int, ...], s: int, i: np.ndarray) -> np.ndarray:
@@ -165,6 +181,9 @@ class MixturePlan:
             position[mine] = lo + permute(i[mine] - lo, hi - lo, (*key, 1 + int(window)))
         j = np.searchsorted(cum, position, side="right") - 1
         return bounds[shards[j]] + position - cum[j]
+
+
+ORDER_BLOCK = 4096  # entries of a source's sample order computed together (32 KB)
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:

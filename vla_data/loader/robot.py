@@ -56,6 +56,7 @@ def open_dataset(root: str, config) -> ShardDataset:
         cache_dir=config.cache_dir,
         cache_limit=config.cache_limit,
         storage_options=config.storage_options,
+        page_budget=config.page_budget,
     )
 
 
@@ -204,10 +205,16 @@ class RobotDataset:
         ds = self.datasets[d]
         if ds.remote and ds.cache is None:
             return ds.rows(episode, t, t + 1, [feature]).column(feature)[0].as_py()
-        offsets, data = self._frames.get(
+        offsets, data = self.frame_table(d, episode, feature)
+        return data[offsets[t] : offsets[t + 1]]
+
+    def frame_table(self, d: int, episode: int, feature: str) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets `[T + 1]` and bytes of a camera's encoded frames in an episode (`binary_views`
+        of the memory-mapped shard), cached per process; local or cached remote datasets only."""
+        ds = self.datasets[d]
+        return self._frames.get(
             (d, episode, feature), lambda: binary_views(ds.episode_table(episode).column(feature))
         )
-        return data[offsets[t] : offsets[t + 1]]
 
     def episode_arrays(
         self, d: int, episode: int, rows: tuple[int, int] | None = None
@@ -247,6 +254,7 @@ class RobotDataset:
         """The sample at global step `index`; `timer` (bench loader --profile) is charged per stage."""
         d, episode, t = self.locate(index)
         ds = self.datasets[d]
+        ds.check_pages()  # the caches below keep views of mapped rows: bound their pages here
         timer.mark("locate")
         if ds.remote and ds.cache is None:  # no shard cache: fetch only this sample's rows
             first = t

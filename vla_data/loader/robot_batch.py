@@ -33,6 +33,7 @@ def fill_robot_rows(
     for d in np.unique(dataset_of).tolist():
         mine = dataset_of == d
         ds = robot.datasets[d]
+        ds.check_pages()  # the episode caches keep views of mapped rows: bound their pages per batch
         if ds.remote and ds.cache is None:  # no shard cache: each sample fetches only its rows
             for b, index in zip(rows[mine].tolist(), indices[mine].tolist(), strict=True):
                 batch.put_sample(b, robot.sample(index))
@@ -62,7 +63,12 @@ def _fill_dataset(
     steps = starts[:, None] + np.arange(H)  # [n, H], as chunk_indices
     lengths = ds.episode_length[episodes][:, None]
     chunk_rows, is_pad = np.minimum(steps, lengths - 1), steps >= lengths
-    actions = np.stack([a[r] for (a, _), r in zip(arrays, chunk_rows, strict=True)]).astype(np.float64)
+    actions = np.empty((len(local), H, arrays[0][0].shape[1]), np.float64)
+    for i, ((episode_actions, _), t, length) in enumerate(
+        zip(arrays, start_list, lengths[:, 0].tolist(), strict=True)
+    ):
+        # a slice where the chunk fits the episode, clamped rows at its end
+        actions[i] = episode_actions[t : t + H] if t + H <= length else episode_actions[chunk_rows[i]]
     has_state = arrays[0][1] is not None
     state = np.stack([s[t] for (_, s), t in zip(arrays, start_list, strict=True)]) if has_state else None
     if config.delta_action_dims:
@@ -85,16 +91,12 @@ def _fill_dataset(
     if robot.cache_paths[d] is None:
         ids = [np.asarray(x, np.int64) for x in robot.fast.encode(chunks, on_error="clip")]
     else:
-        id_lists = robot.id_lists(d)
-        ids = [id_lists[r] for r in local.tolist()]
+        ids = robot.id_lists(d).rows(local)
     timer.mark("FAST ids")
 
     tasks = [robot.task(d, e) for e in episode_list]
-    tokens, bounds = robot.prompt.robot_batch(tasks, norm_state, ids)
-    for b, t, layout, e, s in zip(
-        rows.tolist(), tokens, bounds.tolist(), episode_list, start_list, strict=True
-    ):
-        batch.put_tokens(b, t, layout, lambda e=e, s=s: f"{ds.root} episode {e} step {s}")
+    layout = robot.prompt.robot_batch(tasks, norm_state, ids)
+    batch.put_token_rows(rows, layout, lambda i: f"{ds.root} episode {episode_list[i]} step {start_list[i]}")
     timer.mark("prompt")
 
     draft = config.image_decode == "draft"
@@ -102,12 +104,16 @@ def _fill_dataset(
     for slot, feature in robot.slots[d].items():
         images, masks = batch.images[slot], batch.image_masks[slot]
         if feature is None:
-            images[rows] = 0
+            if rows[-1] - rows[0] + 1 == len(rows):  # consecutive rows: one memset
+                images[rows[0] : rows[-1] + 1].fill(0)
+            else:
+                images[rows] = 0
             continue  # masks start False
+        tables = {e: robot.frame_table(d, e, feature) for e in set(episode_list)}
         for i, (b, e, s) in enumerate(zip(rows.tolist(), episode_list, start_list, strict=True)):
-            data = robot.frame_view(d, e, feature, s)
+            offsets, frames = tables[e]
             try:
-                decode_into(data, images[b], draft=draft)
+                decode_into(frames[offsets[s] : offsets[s + 1]], images[b], draft=draft)
             except Exception as error:  # PIL raises several types for corrupt data
                 if config.bad_images != "mask":
                     from .robot import stored_image_error

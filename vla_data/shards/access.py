@@ -28,6 +28,7 @@ from vla_data.shards.ipc_layout import (
     record_batch_blocks,
     schema_message_span,
 )
+from vla_data.shards.pages import map_file
 
 DECODED_BATCHES = 4  # decoded record batches a compressed shard keeps per process
 LAYOUTS = 256  # parsed record-batch headers a remote shard keeps per process
@@ -46,12 +47,13 @@ def _select(table: pa.Table, columns: list[str] | None) -> pa.Table:
 
 
 class MappedShard:
-    """A shard file on local disk, memory-mapped."""
+    """A shard file on local disk, memory-mapped (its pages under the process's page budget,
+    `vla_data.shards.pages`)."""
 
     def __init__(self, path: str):
         self.path = path
         try:
-            self.file = pa.memory_map(path, "r")
+            self.file = pa.BufferReader(map_file(path))
             reader = pa.ipc.open_file(self.file)
             self.compressed = reader.num_record_batches > 0 and _first_batch_compressed(self.file)
             self.table = None if self.compressed else reader.read_all()

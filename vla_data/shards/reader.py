@@ -20,7 +20,8 @@ from vla_data.schema import FORMAT_VERSION, Feature, column_to_numpy
 from vla_data.shards.access import MappedShard, ReadCounter, RemoteShard
 from vla_data.shards.cache import DEFAULT_CACHE_LIMIT, ShardCache, default_cache_dir
 from vla_data.shards.manifest import EPISODES_FILE, MANIFEST_FILE, Manifest, ShardInfo, load_manifest
-from vla_data.stats import RunningStats
+from vla_data.shards.pages import DEFAULT_PAGE_BUDGET, map_file
+from vla_data.shards.pages import check as check_page_budget
 from vla_data.storage import display_uri, filesystem, is_uri, local_path
 
 STEP_COLUMNS = ("episode_index", "frame_index", "timestamp", "task_index")
@@ -30,10 +31,11 @@ RECHECK_SECONDS = 1.0  # how often a cached shard in use is marked used and chec
 
 
 def open_arrow_file(path: Path) -> pa.Table:
-    """Memory-map an Arrow IPC file; the table's buffers point into the page cache (zero-copy)."""
+    """Memory-map an Arrow IPC file; the table's buffers point into the page cache (zero-copy), its
+    pages under the process's page budget (`vla_data.shards.pages`)."""
     try:
-        return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
-    except (OSError, pa.ArrowInvalid) as e:
+        return pa.ipc.open_file(pa.BufferReader(map_file(path))).read_all()
+    except (OSError, ValueError, pa.ArrowInvalid) as e:
         raise ShardError(f"{path}: cannot be read as an Arrow IPC file ({e})") from e
 
 
@@ -45,19 +47,11 @@ def _check_version(manifest: Manifest, where: str) -> None:
 
 
 def stats_from_shards(root: Path, shards: list[ShardInfo], features: dict[str, Feature]) -> dict[str, Any]:
-    """Per-dimension statistics of every numeric feature, streaming shard by shard."""
-    numeric = [
-        f
-        for f in features.values()
-        if f.kind not in ("image", "text", "list") and np.dtype(f.dtype).kind in "fiub"
-    ]
-    running = {f.name: RunningStats() for f in numeric}
-    for info in progress(shards, "stats"):
-        table = open_arrow_file(Path(root) / info.file)
-        for feature in numeric:
-            values = column_to_numpy(table.column(feature.name), feature)
-            running[feature.name].update(values.reshape(len(values), -1))
-    return {name: stats.result() for name, stats in running.items() if stats.count}
+    """Per-dimension statistics of every numeric feature, streaming shard by shard in bounded blocks."""
+    from vla_data.shards.shard_stats import stats_from_files
+
+    files = (str(Path(root) / info.file) for info in progress(shards, "stats"))
+    return stats_from_files(files, pa.OSFile, features)
 
 
 class ShardDataset:
@@ -72,6 +66,13 @@ class ShardDataset:
       manifest's sha256 and then memory-mapped like a local one; see `vla_data.shards.cache`;
     - with `cache_limit=0`, by ranged reads of only the rows and columns a caller asks for.
 
+    Mapped pages stay in a process's RSS once touched; `page_budget` (default 64 MiB) bounds them:
+    when the process's resident file pages have grown by more than that since the last release,
+    every map's pages are released (they stay in the page cache and are read again when touched;
+    see `vla_data.shards.pages`). It is checked on every `rows()` call and by `check_pages()`,
+    which callers that keep views of rows across calls (the loader) call once per sample. One
+    budget per process: with several datasets open, the smallest applies. None: no budget.
+
     `storage_options` are pyarrow filesystem options (see `vla_data.storage`). `fetched` counts
     the bytes and requests this process read from remote storage.
     """
@@ -83,7 +84,11 @@ class ShardDataset:
         cache_dir: str | Path | None = None,
         cache_limit: int | None = None,
         storage_options: dict[str, Any] | None = None,
+        page_budget: int | None = DEFAULT_PAGE_BUDGET,
     ):
+        if page_budget is not None and page_budget < 0:
+            raise ValueError(f"page_budget must be >= 0 bytes or None (no budget), got {page_budget}")
+        self.page_budget = page_budget
         self.uri = str(root) if is_uri(root) else None
         self.fetched = ReadCounter()
         self.cache: ShardCache | None = None
@@ -195,6 +200,11 @@ class ShardDataset:
         self._open.move_to_end(key)
         return entry[0]
 
+    def check_pages(self) -> bool:
+        """Release this process's mapped shard pages if they grew past `page_budget` (a few
+        microseconds). True when it released them."""
+        return check_page_budget(self.page_budget)
+
     def shard_table(self, shard: int) -> pa.Table:
         """A whole shard (memory-mapped when local or cached)."""
         return self._shard(shard).whole()
@@ -212,6 +222,7 @@ class ShardDataset:
             raise IndexError(f"rows {start}:{stop} out of range for episode {episode} of {length} steps")
         if columns is not None:
             columns = [c for c in columns if c in self.features or c in STEP_COLUMNS]
+        self.check_pages()
         shard = int(self.episode_shard[episode])
         access = self._shard(shard, ranged=ranged)
         batch = int(self.episode_batch[episode])

@@ -17,6 +17,7 @@ from vla_data.episode import Episode
 from vla_data.errors import ShardError, SourceError
 from vla_data.resume import check_same_settings
 from vla_data.schema import FORMAT_VERSION, IMAGE_PREFIX, Feature, arrow_schema
+from vla_data.shards.episode_rows import EPISODES_SCHEMA, EpisodeRows, episodes_table
 from vla_data.shards.journal import JournalState, append_line, load_journal
 from vla_data.shards.manifest import (
     EPISODES_FILE,
@@ -32,22 +33,11 @@ from vla_data.shards.reader import stats_from_shards
 
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
 
-EPISODES_SCHEMA = pa.schema(
-    [
-        ("episode_index", pa.int64()),
-        ("shard", pa.int32()),
-        ("row_offset", pa.int64()),
-        ("length", pa.int64()),
-        ("task_index", pa.int32()),
-        ("source_ref", pa.string()),
-    ]
-)
-
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(1 << 22):
+        while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 
@@ -107,7 +97,7 @@ class ShardWriter:
         self.manifest: Manifest | None = None
         self._tasks = TaskIndex()
         self.shards: list[ShardInfo] = []
-        self.episode_rows: list[dict[str, Any]] = []
+        self.episode_rows = EpisodeRows()  # columns, not a dict per episode
         self.skipped: list[dict[str, Any]] = []
         self.consumed = 0  # source positions fully committed in closed shards
         # what the journal already holds: shards, episode rows, tasks, skipped, features
@@ -176,7 +166,7 @@ class ShardWriter:
             self.set_features(state.fps, {n: Feature.from_json(n, f) for n, f in state.features.items()})
         self._tasks = TaskIndex(state.tasks)
         self.shards = [ShardInfo(**s) for s in state.shards]
-        self.episode_rows = state.episodes
+        self.episode_rows = EpisodeRows(state.episodes)
         self.skipped = state.skipped
         self.consumed = state.consumed
         self._closed_episodes = len(self.episode_rows)
@@ -424,9 +414,11 @@ class ShardWriter:
         return manifest
 
 
-def commit_dataset(out: Path, manifest: Manifest, episode_rows: list[dict[str, Any]]) -> Manifest:
+def commit_dataset(
+    out: Path, manifest: Manifest, episode_rows: EpisodeRows | list[dict[str, Any]]
+) -> Manifest:
     """Write `episodes.arrow`, compute statistics from the shards, then write `manifest.json` last."""
-    episodes = pa.Table.from_pylist(episode_rows, schema=EPISODES_SCHEMA)
+    episodes = episodes_table(episode_rows)
     tmp = out / (EPISODES_FILE + ".tmp")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, EPISODES_SCHEMA) as writer:
         writer.write_table(episodes)

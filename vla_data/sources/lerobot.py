@@ -223,46 +223,55 @@ class LeRobotSource:
                 f"videos/{key}/file_index",
                 f"videos/{key}/from_timestamp",
             ]
-        rows = []
+        # one list per column (not a dict per episode): only the columns needed, whatever stats the
+        # episode table also holds
+        ranges = ["dataset_from_index", "dataset_to_index"]
+        columns: dict[str, list] = {name: [] for name in wanted + ranges}
         for file in files:
             names = pq.read_schema(file).names
             missing = [c for c in wanted if c not in names]
             if missing:
                 raise SourceError("episode table lacks columns", file=str(file), key=missing[0])
-            ranges = [c for c in ("dataset_from_index", "dataset_to_index") if c in names]
-            rows += pq.read_table(file, columns=wanted + ranges).to_pylist()
+            table = pq.read_table(file, columns=wanted + [c for c in ranges if c in names])
+            for name, values in columns.items():
+                values += table.column(name).to_pylist() if name in names else [None] * table.num_rows
+        data_files: dict[tuple[int, int], str] = {}  # one path string per data file, shared by its episodes
         file_start: dict[tuple[int, int], int] = {}  # a data file holds consecutive episodes' rows
-        for row in rows:
-            if row.get("dataset_from_index") is not None:
-                key = (row["data/chunk_index"], row["data/file_index"])
-                file_start[key] = min(
-                    file_start.get(key, row["dataset_from_index"]), row["dataset_from_index"]
-                )
+        chunks, file_indices, starts = (
+            columns["data/chunk_index"],
+            columns["data/file_index"],
+            columns[ranges[0]],
+        )
+        for chunk, file_index, start in zip(chunks, file_indices, starts, strict=True):
+            key = (chunk, file_index)
+            if key not in data_files:
+                data_files[key] = info["data_path"].format(chunk_index=chunk, file_index=file_index)
+            if start is not None:
+                file_start[key] = min(file_start.get(key, start), start)
         refs = []
-        for row in sorted(rows, key=lambda r: r["episode_index"]):
+        episodes = columns["episode_index"]
+        for i in sorted(range(len(episodes)), key=episodes.__getitem__):
+            key = (chunks[i], file_indices[i])
             videos = {
-                key: {
+                video_key: {
                     "file": info["video_path"].format(
-                        video_key=key,
-                        chunk_index=row[f"videos/{key}/chunk_index"],
-                        file_index=row[f"videos/{key}/file_index"],
+                        video_key=video_key,
+                        chunk_index=columns[f"videos/{video_key}/chunk_index"][i],
+                        file_index=columns[f"videos/{video_key}/file_index"][i],
                     ),
-                    "from": float(row[f"videos/{key}/from_timestamp"]),
+                    "from": float(columns[f"videos/{video_key}/from_timestamp"][i]),
                 }
-                for key in roles["video"]
+                for video_key in roles["video"]
             }
-            data_file = info["data_path"].format(
-                chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
-            )
             ref = {
-                "file": data_file,
-                "episode": row["episode_index"],
-                "length": row["length"],
+                "file": data_files[key],
+                "episode": episodes[i],
+                "length": columns["length"][i],
                 "videos": videos,
             }
-            start = file_start.get((row["data/chunk_index"], row["data/file_index"]))
-            if start is not None and row.get("dataset_to_index") is not None:
-                ref["rows"] = [row["dataset_from_index"] - start, row["dataset_to_index"] - start]
+            start, stop = file_start.get(key), columns[ranges[1]][i]
+            if start is not None and stop is not None and starts[i] is not None:
+                ref["rows"] = [starts[i] - start, stop - start]
             refs.append(ref)
         return refs
 

@@ -31,6 +31,7 @@ from tokenizers import Tokenizer, decoders, models, trainers
 
 from vla_data.errors import TokenizerError
 from vla_data.tokenizers.symbol_table import SymbolTable, byte_to_unicode
+from vla_data.tokenizers.zero_tail import ZeroTailEncoder, strings
 
 Mode = Literal["default", "compat"]
 DecodeErrors = Literal["flag", "raise", "relaxed"]
@@ -80,14 +81,6 @@ def _clean_up(text: str) -> str:
     return text
 
 
-def _strings(symbols: np.ndarray) -> list[str]:
-    """Rows of non-negative code points `[B, N]` -> one string per row (vectorised via UTF-32)."""
-    data = np.ascontiguousarray(symbols, dtype="<u4")
-    width = data.shape[1] * 4
-    raw = data.tobytes()
-    return [raw[i * width : (i + 1) * width].decode("utf-32-le") for i in range(len(data))]
-
-
 class FastTokenizer:
     """FAST tokenizer over normalized action chunks; see the module docstring."""
 
@@ -119,6 +112,7 @@ class FastTokenizer:
         self._bpe_vocab_size = bpe.get_vocab_size()
         self._table: SymbolTable | None | bool = False  # built on first decode; None: unsupported
         self._known: np.ndarray | None = None  # built on first encode, see `_known_symbols`
+        self._zero_tail: ZeroTailEncoder | None | bool = False  # built on first encode; None: unsupported
 
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod
@@ -208,11 +202,20 @@ class FastTokenizer:
         return symbols
 
     def encode(self, chunks: np.ndarray, *, on_error: EncodeErrors = "raise") -> list[list[int]]:
-        """Token ids for each chunk of `[B, T, D]` (or one `[T, D]` chunk -> a list with one entry)."""
-        strings = _strings(self.symbols(chunks, on_error=on_error))
+        """Token ids for each chunk of `[B, T, D]` (or one `[T, D]` chunk -> a list with one entry).
+
+        The ids are the BPE tokenizer's own for each chunk's string; the trailing run of zero
+        coefficients is encoded once per length where that provably gives the same ids
+        (`ZeroTailEncoder`)."""
+        symbols = self.symbols(chunks, on_error=on_error)
+        if self._zero_tail is False:
+            alphabet = self.max_token - self.min_token + 1
+            self._zero_tail = ZeroTailEncoder.of(self.bpe, -self.min_token, alphabet)
+        if self._zero_tail is not None:
+            return self._zero_tail.encode(symbols)
         # `encode_batch_fast` (tokenizers >= 0.20) skips the character offsets nobody here reads.
         encode_batch = getattr(self.bpe, "encode_batch_fast", self.bpe.encode_batch)
-        return [encoding.ids for encoding in encode_batch(strings)]
+        return [encoding.ids for encoding in encode_batch(strings(symbols))]
 
     def _known_symbols(self) -> np.ndarray:
         """Bool `[max_token - min_token + 1]`: symbols the BPE vocabulary can spell (single characters;

@@ -66,7 +66,11 @@ def _state_text(state: np.ndarray) -> str:
 
 def state_texts(states: np.ndarray) -> list[str]:
     """The prompt text of each discretized state row of `[n, S]`, in one `discretize_state` call."""
-    return [" ".join(map(str, row)) for row in discretize_state(states).tolist()]
+    bins = (discretize_state(states) + 1).tolist()  # 0..256: index into the bins' texts
+    return [" ".join(map(_BIN_TEXT.__getitem__, row)) for row in bins]
+
+
+_BIN_TEXT = [str(b) for b in range(-1, 256)]  # the texts of bins -1..255
 
 
 def robot_prefix(task: str, state: np.ndarray | None, *, lowercase: bool = True) -> str:
@@ -111,6 +115,18 @@ class SampleTokens:
     ar: np.ndarray  # [n] bool: False prefix, True postfix
     loss: np.ndarray  # [n] bool
     fast: np.ndarray  # [n] bool: FAST action tokens
+
+
+@dataclass(frozen=True)
+class RobotTokens:
+    """The unpadded token layouts of n robot samples, joined: sample i is `ids[o_i : o_i + n_i]`
+    with `o_i` the sum of the earlier `lengths`. `bounds` `[n, 4]` per sample: where the prefix
+    ends (AR mask from there), where the loss starts, where the FAST ids start and end; AR and loss
+    run to the sample's end."""
+
+    ids: np.ndarray  # [sum n_i] int64
+    lengths: np.ndarray  # [n] int64
+    bounds: np.ndarray  # [n, 4] int64
 
 
 @dataclass(frozen=True)
@@ -169,20 +185,21 @@ class PromptBuilder:
 
     def robot(self, task: str, state: np.ndarray | None, fast_ids: np.ndarray) -> SampleTokens:
         states = None if state is None else np.asarray(state)[None]
-        (tokens,), bounds = self.robot_batch([task], states, [fast_ids])
-        position = np.arange(len(tokens))
-        prefix, loss, fast_start, fast_end = bounds[0].tolist()
+        layout = self.robot_batch([task], states, [fast_ids])
+        position = np.arange(len(layout.ids))
+        prefix, loss, fast_start, fast_end = layout.bounds[0].tolist()
         return SampleTokens(
-            tokens, position >= prefix, position >= loss, (position >= fast_start) & (position < fast_end)
+            layout.ids, position >= prefix, position >= loss, (position >= fast_start) & (position < fast_end)
         )
 
     def robot_batch(
         self, tasks: list[str], states: np.ndarray | None, fast_ids: list[np.ndarray]
-    ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Token ids `[n_i]` of n robot samples and their layout `[n, 4]`: prefix end (AR from
-        there), loss start, FAST start and end. `states` `[n, S]` are normalized (None: no state).
-        The states are discretized in one call and the prefixes encoded in one batch call."""
-        texts = state_texts(states) if self.state_in_prompt and states is not None else [None] * len(tasks)
+    ) -> RobotTokens:
+        """The token layouts of n robot samples (`states` `[n, S]` normalized, or None), built
+        together: states discretized in one call, prefixes encoded in one batch call, FAST ids
+        mapped in one call, all ids joined in one array."""
+        n = len(tasks)
+        texts = state_texts(states) if self.state_in_prompt and states is not None else [None] * n
         pairs = [
             format_robot_text(task, text, self.prompt_format, lowercase=self.lowercase)
             for task, text in zip(tasks, texts, strict=True)
@@ -193,21 +210,21 @@ class PromptBuilder:
         word = np.asarray(self.text.encode(opener) if opener else [], np.int64)
         bos = np.array([self.text.bos_id], np.int64)
         tail = np.asarray([*self.text.encode("|"), self.text.eos_id], np.int64)
+        fast_lengths = np.fromiter(map(len, fast_ids), np.int64, n)
+        fast = self.fast_to_text_ids(np.concatenate(fast_ids) if n else np.zeros(0, np.int64))
+        pieces = []
+        for prefix, ids in zip(prefixes, np.split(fast, np.cumsum(fast_lengths)[:-1]), strict=True):
+            pieces += (bos, prefix, word, ids, tail)
+        n_prefix = 1 + np.fromiter(map(len, prefixes), np.int64, n)
+        fast_start = n_prefix + len(word)
+        fast_end = fast_start + fast_lengths
         # openpi's pi0-FAST puts loss on its whole postfix, "Action: " included; ours starts at FAST
-        loss_on_word = self.prompt_format == "pi0fast"
-        tokens, bounds = [], np.empty((len(tasks), 4), np.int64)
-        for i, (prefix, ids) in enumerate(zip(prefixes, fast_ids, strict=True)):
-            fast = self.fast_to_text_ids(ids)
-            tokens.append(np.concatenate([bos, prefix, word, fast, tail]))
-            n_prefix = 1 + len(prefix)
-            fast_start = n_prefix + len(word)
-            bounds[i] = (
-                n_prefix,
-                n_prefix if loss_on_word else fast_start,
-                fast_start,
-                fast_start + len(fast),
-            )
-        return tokens, bounds
+        loss = n_prefix if self.prompt_format == "pi0fast" else fast_start
+        return RobotTokens(
+            np.concatenate(pieces).astype(np.int64, copy=False) if n else np.zeros(0, np.int64),
+            fast_end + len(tail),
+            np.stack([n_prefix, loss, fast_start, fast_end], axis=1),
+        )
 
     def web(self, prompt: str, answer: str) -> SampleTokens:
         prefix = [self.text.bos_id, *self.text.encode(prompt)]
@@ -218,8 +235,8 @@ class PromptBuilder:
 
 
 def encode_batch(text: TextTokenizer, texts: list[str]) -> list[np.ndarray]:
-    """Ids `[n_i]` of each text: one `encode_batch` call when the tokenizer has one (the same ids
-    as `encode` per text), else `encode` per text."""
+    """Ids `[n_i]` of each text (any integer dtype): one `encode_batch` call when the tokenizer
+    has one (the same ids as `encode` per text), else `encode` per text."""
     batch = getattr(text, "encode_batch", None)
     encoded = batch(texts) if batch is not None else [text.encode(t) for t in texts]
-    return [np.asarray(ids, np.int64) for ids in encoded]
+    return [ids if isinstance(ids, np.ndarray) else np.asarray(ids, np.int64) for ids in encoded]
