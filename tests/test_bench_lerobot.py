@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from vla_data.bench.lerobot import window_rates
+from vla_data.bench.lerobot import window_rate
 from vla_data.bench.lerobot_data import CAMERAS, COMPLETE, TASKS, generated_dataset
 from vla_data.cli import main
 from vla_data.convert import ConvertOptions, convert
@@ -114,11 +114,13 @@ class Counted(torch.utils.data.Dataset):
         return torch.tensor(i)
 
 
-def test_window_rates_time_repeats_windows_across_epochs():
-    data = Counted(10)  # 3 batches of 4 per epoch; 1 warm-up + 3 x 2 batches cross two epochs
-    rates = window_rates(torch.utils.data.DataLoader(data, batch_size=4), batches=2, repeats=3, batch_size=4)
-    assert len(rates) == 3 and all(r > 0 for r in rates)
-    assert data.calls == 10 + 10 + 4  # batches of 4, 4, 2: two whole epochs, then one batch of a third
+def test_window_rate_warms_up_then_times_batches_across_epochs():
+    data = Counted(10)  # batches of 4, 4, 2 per epoch; 1 warm-up + 4 timed batches cross an epoch
+    loader = torch.utils.data.DataLoader(data, batch_size=4)
+    assert window_rate(loader, batches=4, batch_size=4) > 0
+    assert data.calls == 10 + 8
+    assert window_rate(loader, batches=1, batch_size=4) > 0  # a fresh iterator: the epoch starts over
+    assert data.calls == 18 + 8
 
 
 def test_bench_lerobot_runs_or_says_why_it_skips(generated, tmp_path):

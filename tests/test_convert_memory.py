@@ -173,4 +173,5 @@ def test_lerobot_v30_episode_list_costs_no_dict_per_episode_table_row(tmp_path):
     refs, peak = _traced_peak(source.episode_refs)
     assert [r["episode"] for r in refs[:3]] == [0, 1, 2] and refs[1999]["rows"] == [998, 1000]
     assert len({id(r["file"]) for r in refs}) == 4  # one path string per data file
-    assert peak / len(refs) < 900, peak / len(refs)  # the refs themselves, plus a column per field
+    # ~540 bytes: the refs, plus a list per column while they are built (a dict per table row: ~830)
+    assert peak / len(refs) < 700, peak / len(refs)

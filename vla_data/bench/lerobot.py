@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -83,19 +84,17 @@ def _forever(loader) -> Iterator[Any]:
         yield from loader
 
 
-def window_rates(loader, *, batches: int, repeats: int, batch_size: int) -> list[float]:
-    """Samples/s of `repeats` consecutive windows of `batches` batches from one iterator, after one
-    warm-up batch (workers started, files opened)."""
+def window_rate(loader, *, batches: int, batch_size: int) -> float:
+    """Samples/s of `batches` batches from a fresh iterator, after one warm-up batch (workers
+    started, files opened); the iterator, and with it its workers, ends before this returns."""
     iterator = _forever(loader)
     next(iterator)
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(batches):
-            next(iterator)
-        rates.append(batches * batch_size / (time.perf_counter() - start))
-    iterator.close()  # shuts workers down before the next measurement
-    return rates
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    rate = batches * batch_size / (time.perf_counter() - start)
+    iterator.close()
+    return rate
 
 
 def bench_lerobot(
@@ -112,6 +111,7 @@ def bench_lerobot(
     repeats: int = 5,
     workers: tuple[int, ...] = (0, 2),
     video_backend: str = "torchcodec",
+    torch_threads: int = 1,
 ) -> dict[str, Any]:
     """Samples/s of `LeRobotDataset` (action chunk of `horizon` by `delta_timestamps`, frames resized
     to `image_size` square by `transforms.v2.Resize` in its pipeline) and of our loader on the same
@@ -140,11 +140,22 @@ def bench_lerobot(
             repeats=repeats,
             workers=workers,
             video_backend=video_backend,
+            torch_threads=torch_threads,
         )
 
 
 def _compare(
-    root: Path, tmp: Path, *, image_size, batch_size, horizon, batches, repeats, workers, video_backend
+    root: Path,
+    tmp: Path,
+    *,
+    image_size,
+    batch_size,
+    horizon,
+    batches,
+    repeats,
+    workers,
+    video_backend,
+    torch_threads,
 ):
     import torch
 
@@ -186,10 +197,16 @@ def _compare(
         batch_size=batch_size,
         horizon=horizon,
         max_tokens=512,
-        samples_per_epoch=batch_size * (1 + batches * repeats),
+        samples_per_epoch=batch_size * (1 + batches),  # one window
     )
     build_fast_cache(make_loader(config).sources[0], 0)
     runs = {}
+    load = [os.getloadavg()[0]]
+    # torch's intra-op threads in this process (DataLoader workers use 1 each): LeRobot's resize
+    # runs here at num_workers=0, and with 2 OpenMP threads on 2 cores shared with other processes it
+    # falls to a few samples/s (measured: 3-6 against 19-21 with 1 thread at a load average of 9)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
     for n in workers:
         lerobot_loader = torch.utils.data.DataLoader(
             theirs,
@@ -198,12 +215,15 @@ def _compare(
             num_workers=n,
             generator=torch.Generator().manual_seed(0),
         )
-        theirs_rates = window_rates(lerobot_loader, batches=batches, repeats=repeats, batch_size=batch_size)
-        # lerobot keeps torchcodec decoders (with their open files) in a process-wide cache: forked
-        # workers would share a file offset with decoders opened here, so each run starts empty
-        video_utils._default_decoder_cache.clear()
         ours = make_loader(LoaderConfig(**{**vars(config), "num_workers": n}))
-        ours_rates = window_rates(ours, batches=batches, repeats=repeats, batch_size=batch_size)
+        theirs_rates, ours_rates = [], []
+        for _ in range(repeats):  # alternating, so a change in the machine's load hits both alike
+            # lerobot keeps torchcodec decoders (with their open files) in a process-wide cache:
+            # forked workers would share file offsets with decoders opened here, so start empty
+            video_utils._default_decoder_cache.clear()
+            theirs_rates.append(window_rate(lerobot_loader, batches=batches, batch_size=batch_size))
+            ours_rates.append(window_rate(ours, batches=batches, batch_size=batch_size))
+        video_utils._default_decoder_cache.clear()
         del lerobot_loader, ours
         theirs_median, ours_median = statistics.median(theirs_rates), statistics.median(ours_rates)
         runs[str(n)] = {
@@ -213,6 +233,8 @@ def _compare(
             "lerobot_windows": theirs_rates,
             "vla_data_windows": ours_rates,
         }
+        load.append(os.getloadavg()[0])
+    torch.set_num_threads(threads_before)
     first = info["features"][cameras[0]]
     return {
         "dataset": str(root),
@@ -222,6 +244,7 @@ def _compare(
         "codec": (first.get("info") or {}).get("video.codec", first["dtype"]),
         "image_size": image_size,
         "video_backend": video_backend,
+        "torch_threads": torch_threads,
         "versions": _versions(),
         "torchvision_note": note,
         "convert_seconds": convert_s,
@@ -230,6 +253,7 @@ def _compare(
         "batches": batches,
         "repeats": repeats,
         "runs": runs,
+        "load_average_1min": load,
     }
 
 
@@ -244,9 +268,11 @@ def format_lerobot_table(result: dict[str, Any]) -> str:
         f"{len(result['cameras'])} cameras {h}x{w} {result['codec']}",
         f"LeRobotDataset: lerobot {v['lerobot']}, video_backend={result['video_backend']}{backend}, "
         f"delta_timestamps action H={result['horizon']}, "
-        f"transforms.v2.Resize {size}x{size}; torch {v['torch']}",
+        f"transforms.v2.Resize {size}x{size}; torch {v['torch']}, {result['torch_threads']} intra-op thread(s)",
         f"ours: converted with --image-size {size} in {result['convert_seconds']:.0f} s, FAST ids cached",
-        f"batch {result['batch_size']}, median of {result['repeats']} windows of {result['batches']} batches",
+        f"batch {result['batch_size']}, median of {result['repeats']} windows of {result['batches']} batches "
+        f"(LeRobot and ours alternating); 1-min load average "
+        + " -> ".join(f"{x:.1f}" for x in result["load_average_1min"]),
         f"{'num_workers':<13}{'LeRobot samples/s':>19}{'ours samples/s':>16}{'ours/LeRobot':>14}",
     ]
     for n, run in result["runs"].items():

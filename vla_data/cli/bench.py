@@ -204,6 +204,13 @@ def bench_images(frames, repeats, as_json) -> None:
 @click.option(
     "--video-backend", default="torchcodec", show_default=True, help="LeRobotDataset's video_backend."
 )
+@click.option(
+    "--torch-threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="torch intra-op threads of the main process (workers use 1 each).",
+)
 @SCRATCH_DIR
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
@@ -219,6 +226,7 @@ def bench_lerobot(
     repeats,
     workers,
     video_backend,
+    torch_threads,
     work_dir,
     as_json,
 ) -> None:
@@ -245,6 +253,7 @@ def bench_lerobot(
         repeats=repeats,
         workers=tuple(int(w) for w in workers.split(",")),
         video_backend=video_backend,
+        torch_threads=torch_threads,
     )
     click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
 

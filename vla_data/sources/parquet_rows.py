@@ -6,8 +6,11 @@ cursor per file (a few files per process, LRU): when the next episode starts whe
 stopped, as episodes of one file do in a conversion, decoding continues from the cursor instead of
 from the start of the row group. Rows decoded per episode are its own plus at most one batch, or
 one row group when a cursor has to start over (a worker's first episode of a file, or a jump back).
-Metadata in memory is one row group's (`parquet_footer`): `lerobot` writes a row group per episode,
-and pyarrow would hold the parsed footer of all of them (~7 KB each) while the file is open.
+Metadata in memory is a run of row groups' (`parquet_footer`, `FOOTER_WINDOW`): `lerobot` writes a
+row group per episode, and pyarrow would hold the parsed footer of all of them (~7 KB each) while the
+file is open. A file of one huge row group is streamed: a 1 MB read buffer per column (no pre-buffer),
+`BATCH_ROWS` rows decoded at a time (measured: Arrow memory peak 0.2 / 2.1 / 3.3 MB reading every
+episode of single-row-group files of 0.2 / 3.2 / 9.8 MB; it levels off at the buffers and pages).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from scipy.fft import dct, idct
 from tokenizers import Tokenizer, decoders, models, trainers
 
 from vla_data.errors import TokenizerError
+from vla_data.tokenizers.fast_decode import CoefficientReader
 from vla_data.tokenizers.symbol_table import SymbolTable, byte_to_unicode
 from vla_data.tokenizers.zero_tail import ZeroTailEncoder, strings
 
@@ -42,21 +43,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP = "special_tokens_map.json"
 EXTRA_CONFIG = "vla_data_fast.json"  # mode and exact range; ignored by the reference processor
-REPLACEMENT_CHAR = 0xFFFD
 BLOCK = 256  # chunks transformed together: enough to vectorise, few enough to stay in cache
-# What transformers' `clean_up_tokenization` does to a decoded string (FAST+ ships with it on).
-CLEAN_UP = (
-    (" .", "."),
-    (" ?", "?"),
-    (" !", "!"),
-    (" ,", ","),
-    (" ' ", "'"),
-    (" n't", "n't"),
-    (" 'm", "'m"),
-    (" 's", "'s"),
-    (" 've", "'ve"),
-    (" 're", "'re"),
-)
 
 
 def dct_coefficients(chunks: np.ndarray, scale: float) -> np.ndarray:
@@ -74,12 +61,6 @@ def _as_batch(chunks: np.ndarray) -> np.ndarray:
         bad = np.argwhere(~np.isfinite(chunks))[0]
         raise TokenizerError(f"chunk {bad[0]} has a non-finite value at step {bad[1]}, dim {bad[2]}")
     return chunks
-
-
-def _clean_up(text: str) -> str:
-    for before, after in CLEAN_UP:
-        text = text.replace(before, after)
-    return text
 
 
 class FastTokenizer:
@@ -268,10 +249,15 @@ class FastTokenizer:
         actions = np.empty((len(ids), horizon, action_dim), np.float64)
         too_large = np.zeros(len(ids), bool)
         problems: list[str | None] = []
+        if self._table is False:
+            self._table = SymbolTable.of(self.bpe)
+        reader = CoefficientReader(
+            self.bpe, self._table, self.min_token, self.max_token, self.clean_up_tokenization_spaces
+        )
         for start in range(0, len(ids), BLOCK):  # blocks keep the arrays in cache
             block = ids[start : start + BLOCK]
             coefficients = np.zeros((len(block), size), dtype=np.float64)
-            problems += self._decode_coefficients(block, size, coefficients, relaxed=on_error == "relaxed")
+            problems += reader.coefficients(block, size, coefficients, relaxed=on_error == "relaxed")
             decoded = idct(
                 coefficients.reshape(len(block), horizon, action_dim) / self.scale,
                 type=2,
@@ -295,75 +281,6 @@ class FastTokenizer:
         if on_error == "flag":
             actions[~valid] = 0.0
         return actions, valid
-
-    def _decode_coefficients(
-        self, ids: list[list[int]], size: int, out: np.ndarray, *, relaxed: bool
-    ) -> list[str | None]:
-        """Fill `out` `[B, size]` with the coefficients of each sequence; the problem of each, or None.
-
-        Valid sequences are decoded by table lookup in one vectorised pass; the rest go through the
-        BPE tokenizer's own decode (the reference's behaviour), which also names their problem."""
-        if self._table is False:
-            self._table = SymbolTable.of(self.bpe)
-        if self._table is None or not len(ids):
-            return self._decode_with_tokenizer(ids, size, out, relaxed=relaxed)
-        codes, ok = self._table.decode(ids, size)  # [n_ok, size] uint32 symbols
-        rows = np.flatnonzero(ok)
-        in_range = codes.max(axis=1, initial=0) <= self.max_token - self.min_token
-        if self.clean_up_tokenization_spaces:  # a space (code 32) may be rewritten by the clean-up
-            in_range &= ~(codes == 32).any(axis=1)
-        if in_range.all() and len(rows) == len(ids):  # the common case: no row copies
-            np.add(codes, self.min_token, out=out, dtype=np.float64)
-        else:
-            out[rows[in_range]] = codes[in_range].astype(np.float64) + self.min_token
-        ok[rows[~in_range]] = False
-        problems: list[str | None] = [None] * len(ids)
-        slow = np.flatnonzero(~ok)
-        if len(slow):
-            sub = np.zeros((len(slow), size), np.float64)
-            found = self._decode_with_tokenizer([ids[i] for i in slow], size, sub, relaxed=relaxed)
-            out[slow] = sub
-            for i, problem in zip(slow, found, strict=True):
-                problems[i] = problem
-        return problems
-
-    def _decode_with_tokenizer(
-        self, ids: list[list[int]], size: int, out: np.ndarray, *, relaxed: bool
-    ) -> list[str | None]:
-        lengths = np.array([len(seq) for seq in ids], dtype=np.int64)
-        flat = np.fromiter((i for seq in ids for i in seq), dtype=np.int64, count=int(lengths.sum()))
-        outside = np.r_[0, np.cumsum((flat < 0) | (flat >= self._bpe_vocab_size))]
-        offsets = np.r_[0, np.cumsum(lengths)]
-        bad_ids = outside[offsets[1:]] > outside[offsets[:-1]]  # [B] any id outside the vocabulary
-        texts = self.bpe.decode_batch(
-            [[] if bad else list(seq) for seq, bad in zip(ids, bad_ids, strict=True)],
-            skip_special_tokens=False,
-        )
-        if self.clean_up_tokenization_spaces:
-            texts = [_clean_up(t) for t in texts]
-        problems: list[str | None] = []
-        for b, text in enumerate(texts):
-            if bad_ids[b]:
-                problems.append(f"ids outside the vocabulary [0, {self._bpe_vocab_size})")
-                continue
-            codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
-            values = codes + self.min_token
-            if (codes == REPLACEMENT_CHAR).any():
-                problem = "ids decode to an invalid UTF-8 byte sequence"
-            elif len(codes) != size:
-                problem = f"decoded {len(codes)} coefficients, expected horizon*action_dim = {size}"
-            elif values.max(initial=self.min_token) > self.max_token:
-                problem = f"coefficients outside the fitted range [{self.min_token}, {self.max_token}]"
-            else:
-                out[b] = values
-                problems.append(None)
-                continue
-            problems.append(problem)
-            if relaxed:
-                kept = np.clip(values[:size], self.min_token, self.max_token)
-                kept[codes[:size] == REPLACEMENT_CHAR] = 0
-                out[b, : len(kept)] = kept
-        return problems
 
     @property
     def bpe_vocab_size(self) -> int:

@@ -10,14 +10,15 @@ encoded whole. All BPE is the tokenizer's own.
 Why the cut is exact. Byte-level tokenizers (FAST+, `compat`) first split a string into words with
 GPT-2's regex; the cut is used only where the head's words are those of `s` (see `_byte_level_joins`).
 If the tail is a word of its own, nothing crosses the cut. Otherwise it continues the head's last
-word (always, without a pre-tokenizer), and BPE of that word is the question. Take merges that are rank-ordered (every merge's two operands are base characters or
-made by one earlier merge; no token made twice, as BPE training produces). Then BPE applies merges
-rank by rank, each rank's pair left to right, and a span of a word that ends up token-aligned evolves
-exactly as it would alone. Let L be the last token of BPE(head) and R the first of BPE(z^m), and
-suppose BPE(L + R) = [L, R]. By induction over ranks, as long as no merge has crossed the cut, the
-symbols touching it are those of L's and R's own build-up at that rank, as in L + R, and the left one
-is taken by a merge from its left exactly when it is in L + R; so the pair at the cut merges in `s`
-exactly when it does in L + R, i.e. never, and BPE(s) = BPE(head) + BPE(z^m).
+word (always, without a pre-tokenizer), and BPE of that word is the question. Take merges that are
+rank-ordered (every merge's two operands are base characters or made by one earlier merge; no token
+made twice, as BPE training produces). Then BPE applies merges rank by rank, each rank's pair left
+to right, and a span of a word that ends up token-aligned evolves exactly as it would alone. Let L
+be the last token of BPE(head) and R the first of BPE(z^m), and suppose BPE(L + R) = [L, R]. By
+induction over ranks, as long as no merge has crossed the cut, the symbols touching it are those of
+L's and R's own build-up at that rank, as in L + R, and the left one is taken by a merge from its
+left exactly when it is in L + R; so the pair at the cut merges in `s` exactly when it does in
+L + R, i.e. never, and BPE(s) = BPE(head) + BPE(z^m).
 """
 
 from __future__ import annotations
