@@ -36,3 +36,17 @@ def loader_config(data: Path, **settings) -> LoaderConfig:
         fast_tokenizer=str(data / "fast"), fast_mapping="append", max_tokens=200, horizon=H, action_dim=16
     )
     return LoaderConfig(**{**shared, **settings})
+
+
+def write_word_level_tokenizer(path: Path, corpus: list[str]) -> str:
+    """A Hugging Face tokenizer.json at `path`: whitespace words of `corpus`, with <pad> <bos> <eos>
+    <unk> as ids 0-3. Returns the path as a string, as a loader config names it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(
+        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"])
+    )
+    tokenizer.save(str(path))
+    return str(path)

@@ -20,7 +20,7 @@ from vla_data.sources.hdf5 import HDF5Source
 from vla_data.tokenizers.prompt import PromptBuilder, discretize_state, robot_prefix
 from vla_data.tokenizers.text import ByteTokenizer
 
-from .loader_data import H, loader_config, write_loader_data
+from .loader_data import H, loader_config, write_loader_data, write_word_level_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -333,16 +333,9 @@ def test_fast_cache_is_used_and_gives_the_same_tokens(data, tmp_path):
 
 
 def test_hugging_face_text_tokenizer_json(data, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     corpus = ["Task: pick up the cube, State: 1 2 3;", "Action: |", "what shape is shown? circle square"]
-    tokenizer.train_from_iterator(
-        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"])
-    )
-    tokenizer.save(str(tmp_path / "tokenizer.json"))
-    loader = make_loader(make_config(data, text_tokenizer=str(tmp_path / "tokenizer.json")))
+    tokenizer = write_word_level_tokenizer(tmp_path / "tokenizer.json", corpus)
+    loader = make_loader(make_config(data, text_tokenizer=tokenizer))
     text = loader.prompt.text
     assert (text.pad_id, text.bos_id, text.eos_id) == (0, 1, 2)
     batch = next(iter(loader))

@@ -12,7 +12,7 @@ from vla_data.loader import SourceConfig, make_loader
 from vla_data.loader.fast_cache import build_fast_cache
 from vla_data.shards import ShardDataset
 
-from .loader_data import loader_config, write_loader_data
+from .loader_data import loader_config, write_loader_data, write_word_level_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +95,9 @@ def test_batch_equals_collated_samples_with_per_source_horizon_and_episode_limit
 
 
 def test_batch_equals_collated_samples_with_a_hugging_face_tokenizer(data, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     corpus = ["Task: pick up the cube slowly, State: 1 2 3 127 128;", "Action: |", "what shape is it?"]
-    tokenizer.train_from_iterator(
-        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"])
-    )
-    tokenizer.save(str(tmp_path / "tokenizer.json"))
-    check_batches(make_loader(make_config(data, text_tokenizer=str(tmp_path / "tokenizer.json"))), 3)
+    tokenizer = write_word_level_tokenizer(tmp_path / "tokenizer.json", corpus)
+    check_batches(make_loader(make_config(data, text_tokenizer=tokenizer)), 3)
 
 
 def test_a_corrupt_frame_is_named_or_masked_in_a_whole_batch(data, tmp_path):

@@ -11,8 +11,6 @@ import click
 from vla_data.bench.lerobot import LeRobotBenchOptions
 from vla_data.cli.errors import friendly_errors
 
-LEROBOT = LeRobotBenchOptions()  # `bench lerobot`'s defaults
-
 SCRATCH_DIR = click.option(
     "--dir",
     "work_dir",
@@ -31,6 +29,17 @@ def int_list(text: str) -> list[int]:
 def echo_result(result: dict | list, as_json: bool, table: Callable[[Any], str]) -> None:
     """Print a bench result as indented JSON (`--json`) or as its table."""
     click.echo(json.dumps(result, indent=1) if as_json else table(result))
+
+
+def lerobot_option(field: str, *, joined: str | None = None, help: str | None = None):
+    """`--field-name` of `bench lerobot`, defaulting to `LeRobotBenchOptions`' value; a tuple default
+    is shown and given as its items `joined` (the command parses it back)."""
+    default = getattr(LeRobotBenchOptions(), field)
+    if joined is None:
+        kind = {"type": type(default), "default": default}
+    else:
+        kind = {"default": joined.join(map(str, default))}
+    return click.option("--" + field.replace("_", "-"), **kind, show_default=True, help=help)
 
 
 @click.group()
@@ -204,45 +213,17 @@ def bench_images(frames, repeats, as_json) -> None:
     default=None,
     help="A LeRobot v3.0 dataset root to read both ways (default: generate AV1 video under --dir).",
 )
-@click.option("--episodes", type=int, default=LEROBOT.episodes, show_default=True, help="Generated episodes.")
-@click.option(
-    "--steps", type=int, default=LEROBOT.steps, show_default=True, help="Frames per generated episode."
-)
-@click.option(
-    "--source-size",
-    default="x".join(map(str, LEROBOT.source_size)),
-    show_default=True,
-    help="HxW of the 2 generated cameras.",
-)
-@click.option(
-    "--image-size", type=int, default=LEROBOT.image_size, show_default=True, help="Model frame size (square)."
-)
-@click.option("--batch-size", type=int, default=LEROBOT.batch_size, show_default=True)
-@click.option("--horizon", type=int, default=LEROBOT.horizon, show_default=True)
-@click.option(
-    "--batches", type=int, default=LEROBOT.batches, show_default=True, help="Batches per timed window."
-)
-@click.option(
-    "--repeats",
-    type=int,
-    default=LEROBOT.repeats,
-    show_default=True,
-    help="Timed windows; the median is reported.",
-)
-@click.option("--workers", default=",".join(map(str, LEROBOT.workers)), show_default=True)
-@click.option(
-    "--video-backend",
-    default=LEROBOT.video_backend,
-    show_default=True,
-    help="LeRobotDataset's video_backend.",
-)
-@click.option(
-    "--torch-threads",
-    type=int,
-    default=LEROBOT.torch_threads,
-    show_default=True,
-    help="torch intra-op threads of the main process (workers use 1 each).",
-)
+@lerobot_option("episodes", help="Generated episodes.")
+@lerobot_option("steps", help="Frames per generated episode.")
+@lerobot_option("source_size", joined="x", help="HxW of the 2 generated cameras.")
+@lerobot_option("image_size", help="Model frame size (square).")
+@lerobot_option("batch_size")
+@lerobot_option("horizon")
+@lerobot_option("batches", help="Batches per timed window.")
+@lerobot_option("repeats", help="Timed windows; the median is reported.")
+@lerobot_option("workers", joined=",")
+@lerobot_option("video_backend", help="LeRobotDataset's video_backend.")
+@lerobot_option("torch_threads", help="torch intra-op threads of the main process (workers use 1 each).")
 @SCRATCH_DIR
 @JSON_OUTPUT
 @friendly_errors
