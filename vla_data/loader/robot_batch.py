@@ -30,7 +30,7 @@ def fill_robot_rows(
 ) -> None:
     """Rows `rows` of `batch` := the samples at global steps `indices` of `robot`."""
     dataset_of = np.searchsorted(robot.offsets, indices, side="right") - 1
-    for d in np.unique(dataset_of).tolist():
+    for d in sorted(set(dataset_of.tolist())):
         mine = dataset_of == d
         ds = robot.datasets[d]
         ds.check_pages()  # the episode caches keep views of mapped rows: bound their pages per batch
@@ -63,14 +63,20 @@ def _fill_dataset(
     steps = starts[:, None] + np.arange(H)  # [n, H], as chunk_indices
     lengths = ds.episode_length[episodes][:, None]
     chunk_rows, is_pad = np.minimum(steps, lengths - 1), steps >= lengths
-    actions = np.empty((len(local), H, arrays[0][0].shape[1]), np.float64)
-    for i, ((episode_actions, _), t, length) in enumerate(
-        zip(arrays, start_list, lengths[:, 0].tolist(), strict=True)
-    ):
-        # a slice where the chunk fits the episode, clamped rows at its end
-        actions[i] = episode_actions[t : t + H] if t + H <= length else episode_actions[chunk_rows[i]]
+    # [n, H, Da]: a slice where the chunk fits the episode, clamped rows at its end
+    chunk_list = [
+        episode_actions[t : t + H] if t + H <= length else episode_actions[chunk_rows[i]]
+        for i, ((episode_actions, _), t, length) in enumerate(
+            zip(arrays, start_list, lengths[:, 0].tolist(), strict=True)
+        )
+    ]
+    actions = np.concatenate(chunk_list, dtype=np.float64).reshape(len(local), H, -1)
     has_state = arrays[0][1] is not None
-    state = np.stack([s[t] for (_, s), t in zip(arrays, start_list, strict=True)]) if has_state else None
+    state = (
+        np.concatenate([s[t : t + 1] for (_, s), t in zip(arrays, start_list, strict=True)])
+        if has_state
+        else None
+    )
     if config.delta_action_dims:
         from .chunks import delta_chunk
 

@@ -22,13 +22,14 @@ Web:  BOS {prompt} | {answer} EOS, loss on the answer + EOS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from vla_data.errors import VlaDataError
-from vla_data.tokenizers.text import TextTokenizer
+from vla_data.tokenizers.text import ByteTokenizer, TextTokenizer
+from vla_data.tokenizers.token_rows import Part, join_rows
 
 FastMapping = Literal["tail", "append"]
 PromptFormat = Literal["vla_data", "pi0fast", "pi05"]
@@ -57,7 +58,11 @@ def discretize_state(state: np.ndarray) -> np.ndarray:
     Values below -1 land in bin -1, values at or above 1 in 255, NaN in 255 (numpy's digitize
     puts NaN past the last edge); callers normalize state first.
     """
-    return np.digitize(np.asarray(state, np.float64), bins=np.linspace(-1, 1, 256 + 1)[:-1]) - 1
+    # np.digitize's own computation for increasing bins, without its per-call monotonicity check
+    return np.searchsorted(_EDGES, np.asarray(state, np.float64), side="right") - 1
+
+
+_EDGES = np.linspace(-1, 1, 256 + 1)[:-1]
 
 
 def _state_text(state: np.ndarray) -> str:
@@ -70,7 +75,21 @@ def state_texts(states: np.ndarray) -> list[str]:
     return [" ".join(map(_BIN_TEXT.__getitem__, row)) for row in bins]
 
 
+def state_bytes(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`state_texts` of `[n, S]` as UTF-8: all rows' bytes joined (uint8) and each row's length
+    `[n]`, gathered from a table of the 257 bins' texts instead of joined row by row."""
+    bins = discretize_state(states) + 1  # [n, S] 0..256
+    n, dims = bins.shape
+    if not dims:
+        return np.zeros(0, np.uint8), np.zeros(n, np.int64)
+    size = _CELL_SIZE[bins]  # [n, S] bytes of each value's text and the space after it
+    size[:, -1] -= 1  # none after a row's last value
+    return _CELLS[bins][np.arange(_CELLS.shape[1]) < size[..., None]], size.sum(axis=1)
+
+
 _BIN_TEXT = [str(b) for b in range(-1, 256)]  # the texts of bins -1..255
+_CELLS = np.array([list(f"{t} ".encode().ljust(4, b"\0")) for t in _BIN_TEXT], np.uint8)  # [257, 4]
+_CELL_SIZE = np.array([len(t) + 1 for t in _BIN_TEXT], np.int64)
 
 
 def robot_prefix(task: str, state: np.ndarray | None, *, lowercase: bool = True) -> str:
@@ -91,19 +110,30 @@ def format_robot_text(
     task: str, state_text: str | None, fmt: PromptFormat, *, lowercase: bool = True
 ) -> tuple[str, str]:
     """`robot_text` from the state's text (`state_texts`): (prefix text, postfix opener)."""
+    head, tail, opener = prompt_parts(task, fmt, with_state=state_text is not None, lowercase=lowercase)
+    return head + (state_text or "") + tail, opener
+
+
+def prompt_parts(
+    task: str, fmt: PromptFormat, *, with_state: bool, lowercase: bool = True
+) -> tuple[str, str, str]:
+    """(head, tail, postfix opener) of a robot prompt: its prefix text is head + the state's text
+    (`state_texts`; none without state) + tail."""
     if fmt == "vla_data":
         cleaned = clean_task(task, lowercase=lowercase)
-        if state_text is None:
-            return f"Task: {cleaned};\n", "Action: "
-        return f"Task: {cleaned}, State: {state_text};\n", "Action: "
-    if state_text is None:
+        return (
+            (f"Task: {cleaned}, State: ", ";\n", "Action: ")
+            if with_state
+            else (f"Task: {cleaned};\n", "", "Action: ")
+        )
+    if not with_state:
         raise VlaDataError(
             f"prompt_format {fmt!r} (openpi) always puts the state in the prompt; set state_in_prompt"
         )
     if fmt == "pi0fast":
-        return f"Task: {clean_task_pi0fast(task)}, State: {state_text};\n", "Action: "
+        return f"Task: {clean_task_pi0fast(task)}, State: ", ";\n", "Action: "
     if fmt == "pi05":
-        return f"Task: {clean_task_pi05(task)}, State: {state_text};\nAction: ", ""
+        return f"Task: {clean_task_pi05(task)}, State: ", ";\nAction: ", ""
     raise VlaDataError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {fmt!r}")
 
 
@@ -119,12 +149,12 @@ class SampleTokens:
 
 @dataclass(frozen=True)
 class RobotTokens:
-    """The unpadded token layouts of n robot samples, joined: sample i is `ids[o_i : o_i + n_i]`
-    with `o_i` the sum of the earlier `lengths`. `bounds` `[n, 4]` per sample: where the prefix
-    ends (AR mask from there), where the loss starts, where the FAST ids start and end; AR and loss
-    run to the sample's end."""
+    """The token layouts of n robot samples as rows: sample i is `ids[i, :lengths[i]]`, padded
+    after with the text tokenizer's pad id. `bounds` `[n, 4]` per sample: where the prefix ends
+    (AR mask from there), where the loss starts, where the FAST ids start and end; AR and loss run
+    to the sample's end."""
 
-    ids: np.ndarray  # [sum n_i] int64
+    ids: np.ndarray  # [n, max n_i] int64
     lengths: np.ndarray  # [n] int64
     bounds: np.ndarray  # [n, 4] int64
 
@@ -141,6 +171,8 @@ class PromptBuilder:
     state_in_prompt: bool = True
     lowercase: bool = True  # vla_data format only: openpi's formats fix the case (see the module doc)
     prompt_format: PromptFormat = "vla_data"
+    # per task: prompt parts as text, or as bytes with the byte tokenizer (bounded, `_parts`)
+    _parts_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mapping not in ("tail", "append"):
@@ -186,45 +218,67 @@ class PromptBuilder:
     def robot(self, task: str, state: np.ndarray | None, fast_ids: np.ndarray) -> SampleTokens:
         states = None if state is None else np.asarray(state)[None]
         layout = self.robot_batch([task], states, [fast_ids])
-        position = np.arange(len(layout.ids))
+        ids = layout.ids[0, : layout.lengths[0]]
+        position = np.arange(len(ids))
         prefix, loss, fast_start, fast_end = layout.bounds[0].tolist()
         return SampleTokens(
-            layout.ids, position >= prefix, position >= loss, (position >= fast_start) & (position < fast_end)
+            ids, position >= prefix, position >= loss, (position >= fast_start) & (position < fast_end)
         )
 
     def robot_batch(
         self, tasks: list[str], states: np.ndarray | None, fast_ids: list[np.ndarray]
     ) -> RobotTokens:
         """The token layouts of n robot samples (`states` `[n, S]` normalized, or None), built
-        together: states discretized in one call, prefixes encoded in one batch call, FAST ids
-        mapped in one call, all ids joined in one array."""
+        together: BOS, prefix, postfix opener, FAST ids, "|" and EOS joined into rows at once
+        (`join_rows`). Each prefix is encoded whole, as openpi does (one batch call); with the byte
+        tokenizer, whose ids of a text are its bytes, the prefixes are the bytes of each task's
+        head and tail (cached per task) around the states' bytes (`state_bytes`)."""
         n = len(tasks)
-        texts = state_texts(states) if self.state_in_prompt and states is not None else [None] * n
-        pairs = [
-            format_robot_text(task, text, self.prompt_format, lowercase=self.lowercase)
-            for task, text in zip(tasks, texts, strict=True)
-        ]
-        # each prefix is encoded whole, as openpi does
-        prefixes = encode_batch(self.text, [prefix for prefix, _ in pairs])
-        opener = pairs[0][1] if pairs else ""  # fixed by the format
-        word = np.asarray(self.text.encode(opener) if opener else [], np.int64)
-        bos = np.array([self.text.bos_id], np.int64)
-        tail = np.asarray([*self.text.encode("|"), self.text.eos_id], np.int64)
-        fast_lengths = np.fromiter(map(len, fast_ids), np.int64, n)
-        fast = self.fast_to_text_ids(np.concatenate(fast_ids) if n else np.zeros(0, np.int64))
-        pieces = []
-        for prefix, ids in zip(prefixes, np.split(fast, np.cumsum(fast_lengths)[:-1]), strict=True):
-            pieces += (bos, prefix, word, ids, tail)
-        n_prefix = 1 + np.fromiter(map(len, prefixes), np.int64, n)
-        fast_start = n_prefix + len(word)
-        fast_end = fast_start + fast_lengths
+        with_state = self.state_in_prompt and states is not None
+        parts = [self._parts(task, with_state) for task in tasks]  # (head, tail, opener) each
+        opener, tail = (parts[0][2], parts[0][1]) if n else ("", "")  # fixed by the format
+        if type(self.text) is ByteTokenizer:
+            heads = [head for head, _, _ in parts]
+            prefix: list[Part] = [(_join(heads, np.uint8), np.fromiter(map(len, heads), np.int64, n))]
+            if with_state:
+                prefix.append(state_bytes(states))
+            prefix.append(np.frombuffer(tail.encode(), np.uint8))
+        else:
+            texts = state_texts(states) if with_state else [""] * n
+            encoded = encode_batch(self.text, [h + s + t for (h, t, _), s in zip(parts, texts, strict=True)])
+            prefix = [(_join(encoded, np.int64), np.fromiter(map(len, encoded), np.int64, n))]
+        fast = self.fast_to_text_ids(_join(fast_ids, np.int64))
+        ids, starts = join_rows(
+            [
+                np.array([self.text.bos_id]),
+                *prefix,
+                np.asarray(self.text.encode(opener) if opener else [], np.int64),
+                (fast, np.fromiter(map(len, fast_ids), np.int64, n)),
+                np.asarray([*self.text.encode("|"), self.text.eos_id], np.int64),
+            ],
+            n,
+            self.text.pad_id,
+        )
+        n_prefix, fast_start, fast_end = starts[:, -4], starts[:, -3], starts[:, -2]
         # openpi's pi0-FAST puts loss on its whole postfix, "Action: " included; ours starts at FAST
         loss = n_prefix if self.prompt_format == "pi0fast" else fast_start
-        return RobotTokens(
-            np.concatenate(pieces).astype(np.int64, copy=False) if n else np.zeros(0, np.int64),
-            fast_end + len(tail),
-            np.stack([n_prefix, loss, fast_start, fast_end], axis=1),
-        )
+        return RobotTokens(ids, starts[:, -1], np.stack([n_prefix, loss, fast_start, fast_end], axis=1))
+
+    def _parts(self, task: str, with_state: bool) -> tuple:
+        """`prompt_parts` of a task, the head as uint8 bytes with the byte tokenizer; cached
+        (at most 4096 tasks)."""
+        key = (task, with_state)
+        parts = self._parts_cache.get(key)
+        if parts is None:
+            if len(self._parts_cache) >= 4096:
+                self._parts_cache.clear()
+            head, tail, opener = prompt_parts(
+                task, self.prompt_format, with_state=with_state, lowercase=self.lowercase
+            )
+            if type(self.text) is ByteTokenizer:
+                head = np.frombuffer(head.encode(), np.uint8)
+            parts = self._parts_cache[key] = (head, tail, opener)
+        return parts
 
     def web(self, prompt: str, answer: str) -> SampleTokens:
         prefix = [self.text.bos_id, *self.text.encode(prompt)]
@@ -240,3 +294,8 @@ def encode_batch(text: TextTokenizer, texts: list[str]) -> list[np.ndarray]:
     batch = getattr(text, "encode_batch", None)
     encoded = batch(texts) if batch is not None else [text.encode(t) for t in texts]
     return [ids if isinstance(ids, np.ndarray) else np.asarray(ids, np.int64) for ids in encoded]
+
+
+def _join(arrays: list, dtype) -> np.ndarray:
+    """The arrays (or id lists) end to end, as one `dtype` array."""
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
