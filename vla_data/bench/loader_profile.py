@@ -6,6 +6,7 @@ import pickle
 import time
 from typing import Any
 
+IPC_BATCHES = 30  # batches whose hand-over is timed (after the stages' batches)
 STAGES = ("locate", "read", "normalize", "FAST ids", "prompt", "image decode", "collate", "IPC")
 
 
@@ -16,7 +17,7 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
     batch at a time, each stage once per batch, charged per sample); "collate" is allocating the
     batch buffer (in a worker: in shared memory) and finishing it, "IPC" what handing a worker's
     batch over costs: pickling its shared-memory tensors with the DataLoader's pickler and
-    unpickling them (here in one process, so without the pipe). `bound_us` is the bound of `bench
+    unpickling them (here in one process, so without the pipe; timed on further batches). `bound_us` is the bound of `bench
     loader` measured alongside: after each batch, its frames decoded again with `decode_into` into
     the same batch rows (same frames, same memory, nothing else), CPU time per sample."""
     from multiprocessing.reduction import ForkingPickler
@@ -49,14 +50,21 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
             for b, data in enumerate(views):
                 decode_into(data, rows[slot][b], draft=draft)
         bound += time.thread_time() - start
-        del rows
-        for tensor in _tensors(batch):
-            tensor.share_memory_()  # where a worker's collate allocates them
-        timer.start()
-        pickle.loads(bytes(ForkingPickler.dumps(batch)))
-        timer.mark("IPC")
+        del rows, batch
         samples_done += len(batch_keys)
     per_sample = {stage: timer.seconds[stage] / samples_done * 1e6 for stage in STAGES}
+    # IPC apart: moving a batch into shared memory here copies it (a worker allocates it there),
+    # which would leave every stage above with colder caches than the loader sees
+    ipc, ipc_samples = 0.0, 0
+    for batch_keys, _ in zip(loader.dataloader.batch_sampler, range(IPC_BATCHES), strict=False):
+        batch = collate.assemble(loader.sources, batch_keys)
+        for tensor in _tensors(batch):
+            tensor.share_memory_()  # where a worker's collate allocates them
+        start = time.thread_time()
+        pickle.loads(bytes(ForkingPickler.dumps(batch)))
+        ipc += time.thread_time() - start
+        ipc_samples += len(batch_keys)
+    per_sample["IPC"] = ipc / max(ipc_samples, 1) * 1e6
     return {
         "samples": samples_done,
         "us_per_sample": per_sample,
