@@ -11,7 +11,8 @@ from tokenizers import ByteLevelBPETokenizer, Tokenizer, models, pre_tokenizers,
 
 from vla_data.bench.tokenizer import smooth_chunks
 from vla_data.tokenizers import FastTokenizer
-from vla_data.tokenizers.zero_tail import ZeroTailEncoder, bare_copy, strings
+from vla_data.tokenizers.bpe_batch import SEPARATOR, BpeBatch, bare_copy
+from vla_data.tokenizers.zero_tail import ZeroTailEncoder, strings
 from vla_data.tokenizers.zero_tail_words import JOINED, UNSAFE, disagreements, python_class
 
 
@@ -210,9 +211,25 @@ def test_equal_rows_are_encoded_once_and_not_shared(fast_plus):
     assert ids[0] != ids[99]
 
 
-def test_bare_copy_is_the_same_model(fast_plus):
-    bare = bare_copy(fast_plus.bpe)
-    assert bare is not fast_plus.bpe
-    assert json.loads(bare.to_str())["model"] == json.loads(fast_plus.bpe.to_str())["model"]
+def test_bare_copies_are_the_same_model(fast_plus):
     symbols = fast_plus.symbols(smooth_chunks(200, 30, 26, seed=4), on_error="clip")
+    bare = bare_copy(fast_plus.bpe)
+    assert bare is not None and bare.get_vocab() == fast_plus.bpe.get_vocab()
     assert [e.ids for e in bare.encode_batch(strings(symbols))] == own(fast_plus.bpe, symbols)
+    packed = bare_copy(fast_plus.bpe, words=True, separator=SEPARATOR)
+    assert packed.get_vocab_size() == fast_plus.bpe.get_vocab_size() + 1
+    assert bare_copy(fast_plus.bpe, words=True, separator="Å") is None  # already a token
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 200, 1000])
+def test_packed_batches_give_each_strings_own_ids(count):
+    fast = FastTokenizer.fit(smooth_chunks(2000, 10, 7, seed=1))  # default mode: no pre-tokenizer
+    batch = BpeBatch.of(fast.bpe, words=True)
+    assert batch.separator_id == fast.bpe.get_vocab_size()
+    rng = np.random.default_rng(count)
+    symbols = fast.symbols(smooth_chunks(count, 10, 7, seed=count), on_error="clip")
+    texts = [text[: rng.integers(0, 71)] for text in strings(symbols)]  # empty ones too
+    texts[::3] = texts[: len(texts[::3])]  # and equal ones
+    ids, shared = batch(texts)
+    assert ids == [fast.bpe.encode(text).ids for text in texts]
+    assert shared == (count > 1)

@@ -4,7 +4,7 @@ straight into the batch buffer (`BatchArrays`) with no per-sample dicts.
 Per dataset of the source: steps are located with one `searchsorted`, action chunks gathered from
 the cached episode arrays into one `[n, H, Da]` array and normalized in one call, FAST ids sliced
 from the cache (or encoded in one batch call), states discretized and prompts encoded in one call,
-and frames decoded straight into their batch rows (`images.decode_into`)."""
+and frames decoded straight into their batch rows (`batch_images`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vla_data.images import decode_into
-
+from .batch_images import fill_images
 from .collate import BatchArrays
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
@@ -106,25 +105,7 @@ def _fill_dataset(
     batch.put_token_rows(rows, layout, lambda i: f"{ds.root} episode {episode_list[i]} step {start_list[i]}")
     timer.mark("prompt")
 
-    draft = config.image_decode == "draft"
-    dropped = np.zeros(len(rows), np.int64)
-    for slot, feature in robot.slots[d].items():
-        images, masks = batch.images[slot], batch.image_masks[slot]
-        if feature is None:
-            images[at] = 0
-            continue  # masks start False
-        masks[at] = True  # a frame that cannot be decoded turns its row off below
-        tables = {e: robot.frame_table(d, e, feature) for e in set(episode_list)}
-        for i, (b, e, s) in enumerate(zip(rows.tolist(), episode_list, start_list, strict=True)):
-            offsets, frames = tables[e]
-            try:
-                decode_into(frames[offsets[s] : offsets[s + 1]], images[b], draft=draft)
-            except Exception as error:  # PIL raises several types for corrupt data
-                if config.bad_images != "mask":
-                    from .robot import stored_image_error
-
-                    raise stored_image_error(ds, e, s, feature, error) from error
-                images[b], masks[b], dropped[i] = 0, False, dropped[i] + 1
+    dropped = fill_images(robot, d, batch, rows, at, episode_list, start_list)
     if "images_dropped" in a:
         a["images_dropped"][at] = dropped
     timer.mark("image decode")

@@ -20,10 +20,10 @@ L's and R's own build-up at that rank, as in L + R, and the left one is taken by
 left exactly when it is in L + R; so the pair at the cut merges in `s` exactly when it does in
 L + R, i.e. never, and BPE(s) = BPE(head) + BPE(z^m).
 
-Around the BPE call (which is most of the time): equal heads in a batch are encoded once; the
-batch goes to a copy of the tokenizer without its word cache (`bare_copy`); and for byte-level
-tokenizers a head that is one word under the regex (a run of one class, as smooth chunks' heads
-are) is handed over already mapped to its byte-level string, skipping the pre-tokenizer.
+Around the BPE call (which is most of the time): equal heads in a batch are encoded once and heads
+are packed many per tokenizer input (`bpe_batch.BpeBatch`); for byte-level tokenizers a head that is
+one word under the regex (a run of one class, as smooth chunks' heads are) is handed over already
+mapped to its byte-level string, skipping the pre-tokenizer.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from tokenizers import Tokenizer, models
+from tokenizers import Tokenizer
 
+from vla_data.tokenizers.bpe_batch import SEPARATOR, BpeBatch
 from vla_data.tokenizers.symbol_table import byte_to_unicode
 from vla_data.tokenizers.zero_tail_words import (
     JOINED,
@@ -94,21 +95,15 @@ class ZeroTailEncoder:
         self.operands = operands  # token -> the two tokens its merge joins
         self.merges = set(operands.values())
         self.one_word = one_word  # no pre-tokenizer: a token's string is its input symbols
-        # `encode_batch_fast` (tokenizers >= 0.20) skips the character offsets nobody here reads.
-        bare = bare_copy(bpe)
-        self._encode_batch = getattr(bare, "encode_batch_fast", bare.encode_batch)
+        self._plain = BpeBatch.of(bpe, words=one_word) or BpeBatch(bpe, None)
         # Byte-level: a row that is one word under the regex goes to BPE mapped to its byte-level
         # string, skipping the pre-tokenizer (the same word, so the same ids).
         self.word_class = word_class  # [alphabet] int8 regex class (0: never one word), or None
         self._mapped = None
-        if word_class is not None and bare is not bpe:
-            word = Tokenizer.from_str(bare.to_str())
-            word.pre_tokenizer = None
-            word.model = bare.model
-            self._mapped = (
-                ByteLevelText(len(word_class)),
-                getattr(word, "encode_batch_fast", word.encode_batch),
-            )
+        if word_class is not None and not one_word:
+            words = BpeBatch.of(bpe, words=True)
+            if words is not None:
+                self._mapped = (ByteLevelText(len(word_class)), words)
         self._tails: dict[tuple[int, int], list[int]] = {}  # (L or -1, m) -> BPE(L + z^m)
         self._compatible: dict[tuple[int, int], bool] = {}  # (L, R) -> BPE(L + R) == [L, R]
 
@@ -124,7 +119,7 @@ class ZeroTailEncoder:
         pre = spec.get("pre_tokenizer")
         post = spec.get("post_processor") or {"type": "ByteLevel"}  # ByteLevel only trims offsets
         if (
-            not 0 <= zero < alphabet
+            not 0 <= zero < alphabet <= ord(SEPARATOR)  # packed heads hold no separator
             or model.get("type") != "BPE"
             or model.get("dropout")
             or model.get("ignore_merges")
@@ -183,28 +178,29 @@ class ZeroTailEncoder:
         stuck = self._stuck(heads, runs, (runs > 0) & (join == JOINED) & (head > 0), by_run)
         redo = self._recut(ids, heads, stuck) if self.one_word else [b for b, _, _ in stuck]
         if redo:
-            for b, e in zip(redo, self._encode_batch(strings(symbols[np.array(redo)])), strict=True):
-                ids[b] = e.ids
+            whole, _ = self._plain(strings(symbols[np.array(redo)]))
+            for b, row_ids in zip(redo, whole, strict=True):
+                ids[b] = list(row_ids)
         return ids
 
     def _encode_heads(self, symbols: np.ndarray, cut: np.ndarray) -> tuple[list[list[int]], bool]:
         """BPE ids of each row's first `cut[b]` symbols `[B]`; True if equal rows share lists."""
         if self._mapped is None:
-            return _encode_unique(strings(symbols, cut), self._encode_batch)
+            return self._plain(strings(symbols, cut))
         classes = self.word_class[symbols]  # [B, N]
         inside = np.arange(symbols.shape[1]) < cut[:, None]
         one = ((classes > 0) & (classes == classes[:, :1]) | ~inside).all(axis=1)  # [B] one regex word
-        mapped, encode_word = self._mapped
+        mapped, words = self._mapped
         if one.all():
-            return _encode_unique(mapped(symbols, cut), encode_word)
+            return words(mapped(symbols, cut))
         ids: list[list[int]] = [[]] * len(symbols)
         shared = False
         for rows, texts, encode in (
-            (np.flatnonzero(one), lambda r: mapped(symbols[r], cut[r]), encode_word),
-            (np.flatnonzero(~one), lambda r: strings(symbols[r], cut[r]), self._encode_batch),
+            (np.flatnonzero(one), lambda r: mapped(symbols[r], cut[r]), words),
+            (np.flatnonzero(~one), lambda r: strings(symbols[r], cut[r]), self._plain),
         ):
             if len(rows):
-                part, part_shared = _encode_unique(texts(rows), encode)
+                part, part_shared = encode(texts(rows))
                 shared |= part_shared
                 for b, row_ids in zip(rows.tolist(), part, strict=True):
                     ids[b] = row_ids
@@ -255,8 +251,8 @@ class ZeroTailEncoder:
         if len(self._tails) + len(new) > MAX_CACHED:
             self._tails.clear()
         texts = [(self.bpe.id_to_token(left) if left >= 0 else "") + chr(self.zero) * m for left, m in new]
-        for key, e in zip(new, self._encode_batch(texts), strict=True):
-            self._tails[key] = e.ids
+        for key, tail_ids in zip(new, self._plain(texts)[0], strict=True):
+            self._tails[key] = tail_ids
 
     def _pair_compatible(self, left: int, right: int) -> bool:
         """Whether BPE(L + R) == [L, R]: no merge ever crosses between the tokens L and R."""
@@ -299,39 +295,6 @@ class ZeroTailEncoder:
     def _bpe_keeps(self, left: int, right: int) -> bool:
         text = self.bpe.id_to_token(left) + self.bpe.id_to_token(right)
         return [t.id for t in self.bpe.model.tokenize(text)] == [left, right]
-
-
-def _encode_unique(texts: list[str], encode_batch) -> tuple[list[list[int]], bool]:
-    """BPE ids of each text, equal texts encoded once (then their lists are shared: True)."""
-    first = dict.fromkeys(texts)
-    if len(first) == len(texts):
-        return [e.ids for e in encode_batch(texts)], False
-    for text, e in zip(first, encode_batch(list(first)), strict=True):
-        first[text] = e.ids
-    return list(map(first.__getitem__, texts)), True
-
-
-def bare_copy(bpe: Tokenizer) -> Tokenizer:
-    """The same tokenizer without its BPE word cache and post-processor, for batches of words it
-    has not seen: HF caches every word under 256 bytes, and inserting a word it will not meet again
-    costs more than it saves (its ids are the BPE model's: the cache only replays them, and a
-    ByteLevel post-processor only trims offsets). `bpe` itself if the copy's model differs."""
-    spec = json.loads(bpe.to_str())
-    model = spec["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges") or []]
-    copy = Tokenizer.from_str(bpe.to_str())
-    copy.model = models.BPE(
-        model.get("vocab") or {},
-        merges,
-        cache_capacity=0,
-        unk_token=model.get("unk_token"),
-        fuse_unk=bool(model.get("fuse_unk")),
-    )
-    copy.post_processor = None
-    copy.decoder = None
-    kept = json.loads(copy.to_str())
-    same = kept["model"] == model and all(kept[k] == spec[k] for k in ("normalizer", "pre_tokenizer"))
-    return copy if same else bpe
 
 
 def _spelled(vocab: dict[str, int], alphabet: int, *, byte_level: bool) -> np.ndarray:

@@ -1,0 +1,148 @@
+"""The image stage of a robot batch: every row's frames decoded straight into the batch, on a few
+threads of the process that builds it.
+
+For each model slot of a dataset, each row gets its frame decoded into its batch row
+(`images.decode_into`), or a blank (zero) frame where the dataset has no camera for the slot. A
+frame that cannot be decoded is an error naming shard, row and column, or (bad_images="mask") a
+blank frame whose mask is False, counted in `images_dropped`.
+
+Decoding releases the GIL (simplejpeg, PIL), so with `decode_threads` > 1 the rows are dealt out
+to that many threads (the caller's and a pool's). Each row is written by one thread only and
+decoding is deterministic, so the batch is the same bytes with any number of threads; failures are
+reported once every thread is done, the first in (slot, row) order, exactly as one thread would.
+The pool belongs to the process that made it (keyed by pid): a DataLoader worker forked from a
+process with a pool makes its own, never the parent's, whose threads do not exist in the child.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from vla_data.images import decode_into
+
+if TYPE_CHECKING:
+    from .collate import BatchArrays
+    from .robot import RobotDataset
+
+AUTO_THREADS = 4  # decode_threads="auto" in the main process: at most this many, at most the CPUs
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, threads) -> pool of threads - 1
+
+
+def decode_threads(setting: int | str) -> int:
+    """Threads decoding a batch's frames in this process: `setting`, or for "auto" 1 inside a
+    DataLoader worker (the workers already use the cores) and up to `AUTO_THREADS` (at most the
+    CPUs this process may run on) in the main process, i.e. with num_workers=0."""
+    if setting != "auto":
+        return int(setting)
+    if torch.utils.data.get_worker_info() is not None:
+        return 1
+    return max(1, min(AUTO_THREADS, _cpus()))
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def fill_images(
+    robot: RobotDataset,
+    d: int,
+    batch: BatchArrays,
+    rows: np.ndarray,
+    at: slice | np.ndarray,
+    episodes: list[int],
+    starts: list[int],
+) -> np.ndarray:
+    """Image slots and masks of batch rows `rows` (`at`: the same rows as a slice when
+    consecutive) := the frames at `starts` of `episodes` of dataset `d`; returns the frames dropped
+    per row (bad_images="mask")."""
+    config, ds = robot.config, robot.datasets[d]
+    frames, outs, where = [], [], []  # one job per decoded frame, in (slot, row) order
+    for slot, feature in robot.slots[d].items():
+        images, masks = batch.images[slot], batch.image_masks[slot]
+        if feature is None:
+            _blank(images, at, rows)
+            continue  # masks start False
+        masks[at] = True  # a frame that cannot be decoded turns its row off below
+        tables = {e: robot.frame_table(d, e, feature) for e in set(episodes)}
+        for i, (b, e, s) in enumerate(zip(rows.tolist(), episodes, starts, strict=True)):
+            offsets, data = tables[e]
+            frames.append(data[offsets[s] : offsets[s + 1]])
+            outs.append(images[b])
+            where.append((slot, feature, i, b))
+    dropped = np.zeros(len(rows), np.int64)
+    failures = _decode(frames, outs, config.image_decode == "draft", decode_threads(config.decode_threads))
+    for j, error in failures:
+        slot, feature, i, b = where[j]
+        if config.bad_images != "mask":
+            from .robot import stored_image_error
+
+            raise stored_image_error(ds, episodes[i], starts[i], feature, error) from error
+        batch.images[slot][b], batch.image_masks[slot][b] = 0, False
+        dropped[i] += 1
+    return dropped
+
+
+def _blank(images: np.ndarray, at: slice | np.ndarray, rows: np.ndarray) -> None:
+    """Zero rows `rows` (`at`) of a slot with no camera. A row already zero (a reused batch buffer
+    whose slot was blank before) is only read: reading costs about half of writing, and what is
+    read decides, so a row the caller wrote into meanwhile (say, in-place augmentation of a batch
+    it has let go of since) is zeroed like any other."""
+    block = images[at]  # a view when `at` is a slice, else a copy: only read
+    if block[0].nbytes % 8:
+        images[at] = 0
+        return
+    dirty = np.flatnonzero(block.reshape(len(rows), -1).view(np.uint64).max(axis=1))
+    if len(dirty) == len(rows):
+        images[at] = 0
+    elif len(dirty):
+        images[rows[dirty]] = 0
+
+
+def _decode(frames: list, outs: list, draft: bool, threads: int) -> list[tuple[int, Exception]]:
+    """`decode_into(frames[j], outs[j])` for every j on `threads` threads; the failures, (j,
+    error) in order of j."""
+    threads = min(threads, len(frames))
+    if threads <= 1:
+        return _decode_share(frames, outs, draft, 0, 1)
+    pool = _pool(threads)
+    futures = [pool.submit(_decode_share, frames, outs, draft, k, threads) for k in range(1, threads)]
+    try:
+        failures = _decode_share(frames, outs, draft, 0, threads)
+    finally:  # never return (or raise) while a thread still writes into the batch
+        wait(futures)
+    for future in futures:
+        failures += future.result()
+    return sorted(failures, key=lambda failure: failure[0])
+
+
+def _decode_share(
+    frames: list, outs: list, draft: bool, first: int, step: int
+) -> list[tuple[int, Exception]]:
+    """Jobs `first`, `first + step`, ...: rows dealt out in turn, so every thread gets as many
+    frames of each camera (and of each size) as the others."""
+    failures = []
+    for j in range(first, len(frames), step):
+        try:
+            decode_into(frames[j], outs[j], draft=draft)
+        except Exception as error:  # PIL raises several types for corrupt data
+            failures.append((j, error))
+    return failures
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """This process's pool of `threads - 1` decode threads (the caller decodes a share too)."""
+    pid = os.getpid()
+    pool = _pools.get((pid, threads))
+    if pool is None:
+        for key in [key for key in _pools if key[0] != pid]:  # a parent's, forked: no threads here
+            del _pools[key]
+        pool = _pools[pid, threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix="vla-data-decode")
+    return pool
