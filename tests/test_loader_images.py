@@ -315,9 +315,12 @@ def test_blank_slots_are_zero_in_a_reused_buffer_the_caller_wrote_into(data, thr
         pointer = batch["tokens"].untyped_storage().data_ptr()
         assert previous in (None, pointer), "the buffer was not reused: nothing tested"
         assert_same_batch(batch, expected[step])
-        for s, images in enumerate(batch["images"].values()):  # in-place augmentation, some rows
-            images[s::2].add_(1 + step)
-            images.numpy()[1] = 200
+        for s, images in enumerate(batch["images"].values()):  # in-place augmentation
+            if step % 2:  # one byte a row, away from the words checked first
+                images.numpy()[:, 0, 5, 7] = 1
+            else:  # some rows through torch, one through numpy
+                images[s::2].add_(1 + step)
+                images.numpy()[1] = 200
         previous = pointer
         del batch, images
 

@@ -103,7 +103,7 @@ class ZeroTailEncoder:
         if word_class is not None and not one_word:
             words = BpeBatch.of(bpe, words=True)
             if words is not None:
-                self._mapped = (ByteLevelText(len(word_class)), words)
+                self._mapped = (ByteLevelText(), words)
         self._tails: dict[tuple[int, int], list[int]] = {}  # (L or -1, m) -> BPE(L + z^m)
         self._compatible: dict[tuple[int, int], bool] = {}  # (L, R) -> BPE(L + R) == [L, R]
 
@@ -192,11 +192,11 @@ class ZeroTailEncoder:
         one = ((classes > 0) & (classes == classes[:, :1]) | ~inside).all(axis=1)  # [B] one regex word
         mapped, words = self._mapped
         if one.all():
-            return words(mapped(symbols, cut))
+            return words(mapped(strings(symbols, cut)))
         ids: list[list[int]] = [[]] * len(symbols)
         shared = False
         for rows, texts, encode in (
-            (np.flatnonzero(one), lambda r: mapped(symbols[r], cut[r]), words),
+            (np.flatnonzero(one), lambda r: mapped(strings(symbols[r], cut[r])), words),
             (np.flatnonzero(~one), lambda r: strings(symbols[r], cut[r]), self._plain),
         ):
             if len(rows):

@@ -86,21 +86,18 @@ def byte_level_joins(classes: np.ndarray, zero: int) -> np.ndarray | None:
 
 
 class ByteLevelText:
-    """Rows of symbols as the byte-level strings a ByteLevel pre-tokenizer hands to BPE (each
-    symbol's UTF-8 bytes through GPT-2's byte -> character table): for a row that is one word under
-    the regex, BPE of this string without the pre-tokenizer is the tokenizer's own encoding."""
+    """Strings as the byte-level strings a ByteLevel pre-tokenizer hands to BPE (their UTF-8 bytes
+    through GPT-2's byte -> character table): for a string that is one word under the regex, BPE
+    of this string without the pre-tokenizer is the tokenizer's own encoding."""
 
-    def __init__(self, alphabet: int):
+    def __init__(self):
         to_char = byte_to_unicode()
         self.chars = np.array([ord(to_char[b]) for b in range(256)], "<u4")  # byte -> code point
-        self.size = np.array([len(chr(s).encode("utf-8", "surrogatepass")) for s in range(alphabet)])
 
-    def __call__(self, symbols: np.ndarray, lengths: np.ndarray) -> list[str]:
-        """The first `lengths[b]` symbols of each row `[B, N]` (none a surrogate), mapped."""
-        count, n = symbols.shape
-        utf8 = np.ascontiguousarray(symbols, "<u4").tobytes().decode("utf-32-le").encode("utf-8")
-        text = self.chars[np.frombuffer(utf8, np.uint8)].tobytes().decode("utf-32-le")
-        sizes = self.size[symbols]  # [B, N] bytes per symbol
-        starts = np.cumsum(sizes.sum(axis=1)) - sizes.sum(axis=1)
-        heads = np.where(np.arange(n) < lengths[:, None], sizes, 0).sum(axis=1)
-        return [text[a : a + k] for a, k in zip(starts.tolist(), heads.tolist(), strict=True)]
+    def __call__(self, texts: list[str]) -> list[str]:
+        """Each text (no surrogates) mapped; one UTF-8 encode and one table lookup for the batch."""
+        raw = np.frombuffer("".join(texts).encode("utf-8"), np.uint8)
+        mapped = self.chars[raw].tobytes().decode("utf-32-le")
+        starts = np.append(np.flatnonzero((raw & 0xC0) != 0x80), len(raw))  # [chars + 1] byte offsets
+        bounds = starts[np.cumsum([0] + [len(t) for t in texts])].tolist()  # [texts + 1]
+        return [mapped[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
