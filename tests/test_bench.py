@@ -154,3 +154,10 @@ def test_bench_loader_bound_decodes_the_loaders_frames_into_batch_rows(demo_hdf5
         for slot in frames:
             got = batches[i // 4][slot][i % 4]
             np.testing.assert_array_equal(got, sample["images"][slot].transpose(1, 2, 0))
+
+    from vla_data.bench.loader_profile import STAGES, format_profile, profile_loader
+
+    profile = profile_loader(make_loader(config), 3)  # its bound: the batches' frames into their rows
+    assert profile["samples"] == 12 and list(profile["us_per_sample"]) == list(STAGES)
+    assert 0 < profile["bound_us"] and profile["us_per_sample"]["image decode"] > 0
+    assert "decode+resize bound" in format_profile(profile)

@@ -1,11 +1,11 @@
-"""Robot prompts built for a whole batch at once (`PromptBuilder.robot_batch`: cached task parts, the
-byte tokenizer's prefixes from state bytes, rows joined without a per-row loop) equal the token
-sequences written here from the documented format strings, one sample at a time."""
+"""Robot prompts built for a whole batch at once (`PromptBuilder.robot_batch`: cached task parts, all
+prefixes encoded in one call, rows joined without a per-row loop) equal the token sequences written
+here from the documented format strings, one sample at a time."""
 
 import numpy as np
 import pytest
 
-from vla_data.tokenizers.prompt import PromptBuilder, state_bytes, state_texts
+from vla_data.tokenizers.prompt import PromptBuilder
 from vla_data.tokenizers.text import ByteTokenizer, HFTokenizer
 from vla_data.tokenizers.token_rows import join_rows
 
@@ -93,16 +93,6 @@ def test_batch_rows_equal_the_format_strings_encoded(settings, tokenizer, tmp_pa
         one = builder.robot(TASKS[i], values[i], fast[i])  # the per-sample path: the same tokens
         assert one.tokens.tolist() == ids
         assert np.flatnonzero(one.fast).tolist() == list(range(bounds[2], bounds[3]))
-
-
-def test_state_bytes_are_the_state_texts_encoded():
-    values = np.concatenate([states(9), np.linspace(-1.1, 1.1, 9 * 6).reshape(9, 6)])
-    flat, lengths = state_bytes(values)
-    texts = state_texts(values)
-    assert lengths.tolist() == [len(t) for t in texts]
-    assert flat.tobytes() == "".join(texts).encode()
-    empty, zero = state_bytes(np.zeros((3, 0)))
-    assert len(empty) == 0 and zero.tolist() == [0, 0, 0] == [len(t) for t in state_texts(np.zeros((3, 0)))]
 
 
 def test_join_rows_by_hand():

@@ -346,6 +346,5 @@ def format_loader_table(result: dict[str, Any]) -> str:
     if "profile" in result:
         from vla_data.bench.loader_profile import format_profile
 
-        bound_us = 1e6 / result["bound_decode_resize"]["samples_per_cpu_s"]
-        lines += ["", format_profile(result["profile"], bound_us)]
+        lines += ["", format_profile(result["profile"])]
     return "\n".join(lines)

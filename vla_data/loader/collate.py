@@ -11,6 +11,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,7 @@ class Collate:
         if self.shape is None:
             raise VlaDataError("Collate.assemble needs the batch shape (Collate(..., shape=BatchShape(...)))")
         batch = BatchArrays(self, self.shape, len(keys))
-        source_of, index = np.asarray(keys, np.int64).reshape(len(keys), 2).T
+        source_of, index = np.fromiter(chain.from_iterable(keys), np.int64, 2 * len(keys)).reshape(-1, 2).T
         batch.arrays["source"][:] = source_of
         timer.mark("collate")
         for s in sorted({s for s, _ in keys}):
@@ -131,12 +132,12 @@ class BatchArrays:
         column = np.arange(L)
         kept = column < lengths[:, None]  # [n, L]
         width = min(layout.ids.shape[1], L)
-        a = self.arrays
-        a["tokens"][rows, :width] = np.where(kept[:, :width], layout.ids[:, :width], self.collate.pad_id)
-        a["token_mask"][rows] = kept
-        a["token_ar_mask"][rows] = kept & (column >= bounds[:, 0, None])
-        a["token_loss_mask"][rows] = kept & (column >= bounds[:, 1, None])
-        a["fast_token_mask"][rows] = (column >= bounds[:, 2, None]) & (column < bounds[:, 3, None]) & kept
+        a, at = self.arrays, row_index(rows)
+        a["tokens"][at, :width] = np.where(kept[:, :width], layout.ids[:, :width], self.collate.pad_id)
+        a["token_mask"][at] = kept
+        a["token_ar_mask"][at] = kept & (column >= bounds[:, 0, None])
+        a["token_loss_mask"][at] = kept & (column >= bounds[:, 1, None])
+        a["fast_token_mask"][at] = (column >= bounds[:, 2, None]) & (column < bounds[:, 3, None]) & kept
 
     def put_sample(self, b: int, sample: dict[str, Any]) -> None:
         """Row `b` from one sample dict (`RobotDataset.sample`, `WebDataset[i]`); actions shorter
@@ -177,6 +178,13 @@ class BatchArrays:
         }
         batch.update(out)
         return batch
+
+
+def row_index(rows: np.ndarray) -> slice | np.ndarray:
+    """Batch rows as a slice when consecutive (a robot-only batch: all of them), where numpy
+    copies whole blocks instead of gathering row by row."""
+    first, last = int(rows[0]), int(rows[-1])
+    return slice(first, last + 1) if last - first + 1 == len(rows) else rows
 
 
 class BufferPool:

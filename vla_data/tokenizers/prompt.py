@@ -29,7 +29,7 @@ import numpy as np
 
 from vla_data.errors import VlaDataError
 from vla_data.tokenizers.text import ByteTokenizer, TextTokenizer
-from vla_data.tokenizers.token_rows import Part, join_rows
+from vla_data.tokenizers.token_rows import join_rows
 
 FastMapping = Literal["tail", "append"]
 PromptFormat = Literal["vla_data", "pi0fast", "pi05"]
@@ -75,21 +75,7 @@ def state_texts(states: np.ndarray) -> list[str]:
     return [" ".join(map(_BIN_TEXT.__getitem__, row)) for row in bins]
 
 
-def state_bytes(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`state_texts` of `[n, S]` as UTF-8: all rows' bytes joined (uint8) and each row's length
-    `[n]`, gathered from a table of the 257 bins' texts instead of joined row by row."""
-    bins = discretize_state(states) + 1  # [n, S] 0..256
-    n, dims = bins.shape
-    if not dims:
-        return np.zeros(0, np.uint8), np.zeros(n, np.int64)
-    size = _CELL_SIZE[bins]  # [n, S] bytes of each value's text and the space after it
-    size[:, -1] -= 1  # none after a row's last value
-    return _CELLS[bins][np.arange(_CELLS.shape[1]) < size[..., None]], size.sum(axis=1)
-
-
 _BIN_TEXT = [str(b) for b in range(-1, 256)]  # the texts of bins -1..255
-_CELLS = np.array([list(f"{t} ".encode().ljust(4, b"\0")) for t in _BIN_TEXT], np.uint8)  # [257, 4]
-_CELL_SIZE = np.array([len(t) + 1 for t in _BIN_TEXT], np.int64)
 
 
 def robot_prefix(task: str, state: np.ndarray | None, *, lowercase: bool = True) -> str:
@@ -171,7 +157,7 @@ class PromptBuilder:
     state_in_prompt: bool = True
     lowercase: bool = True  # vla_data format only: openpi's formats fix the case (see the module doc)
     prompt_format: PromptFormat = "vla_data"
-    # per task: prompt parts as text, or as bytes with the byte tokenizer (bounded, `_parts`)
+    # per task: its prompt parts (bounded, `_parts`)
     _parts_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -229,29 +215,20 @@ class PromptBuilder:
         self, tasks: list[str], states: np.ndarray | None, fast_ids: list[np.ndarray]
     ) -> RobotTokens:
         """The token layouts of n robot samples (`states` `[n, S]` normalized, or None), built
-        together: BOS, prefix, postfix opener, FAST ids, "|" and EOS joined into rows at once
-        (`join_rows`). Each prefix is encoded whole, as openpi does (one batch call); with the byte
-        tokenizer, whose ids of a text are its bytes, the prefixes are the bytes of each task's
-        head and tail (cached per task) around the states' bytes (`state_bytes`)."""
+        together: the prefix texts from each task's parts (cached per task) and the states' texts,
+        encoded in one call (`encode_flat`), each whole as openpi does; then BOS, prefix, postfix
+        opener, FAST ids, "|" and EOS joined into rows at once (`join_rows`)."""
         n = len(tasks)
         with_state = self.state_in_prompt and states is not None
         parts = [self._parts(task, with_state) for task in tasks]  # (head, tail, opener) each
         opener, tail = (parts[0][2], parts[0][1]) if n else ("", "")  # fixed by the format
-        if type(self.text) is ByteTokenizer:
-            heads = [head for head, _, _ in parts]
-            prefix: list[Part] = [(_join(heads, np.uint8), np.fromiter(map(len, heads), np.int64, n))]
-            if with_state:
-                prefix.append(state_bytes(states))
-            prefix.append(np.frombuffer(tail.encode(), np.uint8))
-        else:
-            texts = state_texts(states) if with_state else [""] * n
-            encoded = encode_batch(self.text, [h + s + t for (h, t, _), s in zip(parts, texts, strict=True)])
-            prefix = [(_join(encoded, np.int64), np.fromiter(map(len, encoded), np.int64, n))]
+        texts = state_texts(states) if with_state else [""] * n
+        prefix = encode_flat(self.text, [h + s + t for (h, t, _), s in zip(parts, texts, strict=True)])
         fast = self.fast_to_text_ids(_join(fast_ids, np.int64))
         ids, starts = join_rows(
             [
                 np.array([self.text.bos_id]),
-                *prefix,
+                prefix,
                 np.asarray(self.text.encode(opener) if opener else [], np.int64),
                 (fast, np.fromiter(map(len, fast_ids), np.int64, n)),
                 np.asarray([*self.text.encode("|"), self.text.eos_id], np.int64),
@@ -265,8 +242,7 @@ class PromptBuilder:
         return RobotTokens(ids, starts[:, -1], np.stack([n_prefix, loss, fast_start, fast_end], axis=1))
 
     def _parts(self, task: str, with_state: bool) -> tuple:
-        """`prompt_parts` of a task, the head as uint8 bytes with the byte tokenizer; cached
-        (at most 4096 tasks)."""
+        """`prompt_parts` of a task, cached (at most 4096 tasks)."""
         key = (task, with_state)
         parts = self._parts_cache.get(key)
         if parts is None:
@@ -275,8 +251,6 @@ class PromptBuilder:
             head, tail, opener = prompt_parts(
                 task, self.prompt_format, with_state=with_state, lowercase=self.lowercase
             )
-            if type(self.text) is ByteTokenizer:
-                head = np.frombuffer(head.encode(), np.uint8)
             parts = self._parts_cache[key] = (head, tail, opener)
         return parts
 
@@ -286,6 +260,20 @@ class PromptBuilder:
         tokens = prefix + postfix
         ar = np.arange(len(tokens)) >= len(prefix)
         return SampleTokens(np.asarray(tokens, np.int64), ar, ar.copy(), np.zeros(len(tokens), bool))
+
+
+def encode_flat(text: TextTokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of all `texts` end to end, and how many each text has: the byte tokenizer in one
+    call (its ids of a text are the text's UTF-8 bytes), any other through `encode_batch`."""
+    if type(text) is ByteTokenizer:
+        joined = "".join(texts).encode()
+        if joined.isascii():  # one byte per character
+            return np.frombuffer(joined, np.uint8), np.fromiter(map(len, texts), np.int64, len(texts))
+        return np.frombuffer(joined, np.uint8), np.fromiter(
+            (len(t.encode()) for t in texts), np.int64, len(texts)
+        )
+    encoded = encode_batch(text, texts)
+    return _join(encoded, np.int64), np.fromiter(map(len, encoded), np.int64, len(texts))
 
 
 def encode_batch(text: TextTokenizer, texts: list[str]) -> list[np.ndarray]:

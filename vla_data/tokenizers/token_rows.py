@@ -29,6 +29,8 @@ def join_rows(parts: list[Part], n: int, pad: int) -> tuple[np.ndarray, np.ndarr
     for k, part in enumerate(parts):
         if isinstance(part, tuple):  # its columns, row after row, are its values in order
             rows[(column >= starts[:, k, None]) & (column < starts[:, k + 1, None])] = part[0]
+        elif k == 0:  # every row starts with it
+            rows[:, : len(part)] = part
         elif len(part):
             rows[np.arange(n)[:, None], starts[:, k, None] + np.arange(len(part))] = part
     return rows, starts
