@@ -246,7 +246,10 @@ def bench_loader(
         if profile:
             from vla_data.bench.loader_profile import profile_loader
 
-            stages = profile_loader(make_loader(config), batches)
+            # one decode thread: the profile charges the CPU time of this thread only
+            stages = profile_loader(
+                make_loader(LoaderConfig(**{**vars(config), "decode_threads": 1})), batches
+            )
         runs, bounds, cpu_bounds = {}, [], []
         per_round = max(1, batches // ROUNDS)
         for n in workers:
