@@ -233,3 +233,19 @@ def test_packed_batches_give_each_strings_own_ids(count):
     ids, shared = batch(texts)
     assert ids == [fast.bpe.encode(text).ids for text in texts]
     assert shared == (count > 1)
+
+
+def test_byte_level_without_regex_is_one_word(fast_plus):
+    # ByteLevel(use_regex=False): every head goes over mapped, whatever its characters
+    spec = json.loads(fast_plus.bpe.to_str())
+    spec["pre_tokenizer"]["use_regex"] = False
+    bpe = Tokenizer.from_str(json.dumps(spec))
+    cut = ZeroTailEncoder.of(bpe, 354, 2049)
+    assert cut is not None and cut._mapped is not None
+    rng = np.random.default_rng(5)
+    heads = [
+        rng.choice([32, 39, 48, 115, 0x1C, 353, 355, 356, 700], rng.integers(0, 12)).tolist()
+        for _ in range(300)
+    ]
+    rows = tailed(rng, heads, 30, 354)
+    assert cut.encode(rows) == own(bpe, rows)
