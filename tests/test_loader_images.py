@@ -200,6 +200,21 @@ def test_batches_equal_the_per_sample_path_with_any_number_of_decode_threads(dat
         assert used == 1 or (os.getpid(), used) in batch_images._pools  # the pool did the work
 
 
+def test_threads_decode_every_frame_once_and_report_failures_in_order(data):
+    frames = list(ShardDataset(data / "kinds").episode(0)[HIGH]) * 3
+    bad = [2, 5, 11, 12, 40, 59]
+    for j in bad:
+        frames[j] = b"\xff\xd8\xff" + bytes(40)
+    expected = [np.zeros((*SIZE, 3), np.uint8) for _ in frames]
+    assert [j for j, _ in batch_images._decode(frames, expected, False, 1)] == bad
+    for _ in range(5):
+        outs = [np.full((*SIZE, 3), 9, np.uint8) for _ in frames]
+        failures = batch_images._decode(frames, outs, False, 3, lambda outs=outs: outs[bad[0]].fill(0))
+        assert [j for j, _ in failures] == bad and all(isinstance(e, Exception) for _, e in failures)
+        for j, (got, want) in enumerate(zip(outs, expected, strict=True)):
+            assert j in bad[1:] or np.array_equal(got, want), j
+
+
 @contextmanager
 def deadline(seconds: int):
     """A hang (a worker waiting on a pool with no threads) fails the test instead of the suite."""
@@ -275,9 +290,8 @@ def corrupt(data, tmp_path):
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_a_corrupt_frame_is_named_or_masked_from_any_thread(corrupt, threads):
-    """The error is the first corrupt frame in row order whichever thread met it (with 3 threads,
-    row 1's frame is a pool thread's, row 3's the caller's); masked, the batch is the per-sample
-    path's. Episode 1 starts at row 20 of the shard."""
+    """The error is the first corrupt frame in row order whichever thread met it; masked, the
+    batch is the per-sample path's. Episode 1 starts at row 20 of the shard."""
     config = make_config(corrupt, decode_threads=threads)
     keys = [(0, 0), (0, 20 + 7), (0, 1), (0, 20 + 3), (1, 5), (0, 2)]
     with pytest.raises(

@@ -6,8 +6,8 @@ For each model slot of a dataset, each row gets its frame decoded into its batch
 frame that cannot be decoded is an error naming shard, row and column, or (bad_images="mask") a
 blank frame whose mask is False, counted in `images_dropped`.
 
-Decoding releases the GIL (simplejpeg, PIL), so with `decode_threads` > 1 the rows are dealt out
-to that many threads (the caller's and a pool's). Each row is written by one thread only and
+Decoding releases the GIL (simplejpeg, PIL), so with `decode_threads` > 1 that many threads (the
+caller's and a pool's) take the frames one at a time. Each row is written by one thread only and
 decoding is deterministic, so the batch is the same bytes with any number of threads; failures are
 reported once every thread is done, the first in (slot, row) order, exactly as one thread would.
 The pool belongs to the process that made it (keyed by pid): a DataLoader worker forked from a
@@ -16,9 +16,11 @@ process with a pool makes its own, never the parent's, whose threads do not exis
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -119,36 +121,62 @@ def _blank(slots: list[np.ndarray], at: slice | np.ndarray, rows: np.ndarray) ->
 def _decode(
     frames: list, outs: list, draft: bool, threads: int, meanwhile: Callable[[], None] = lambda: None
 ) -> list[tuple[int, Exception]]:
-    """`decode_into(frames[j], outs[j])` for every j on `threads` threads, and `meanwhile()` on
-    the caller's thread before its share; the failures, (j, error) in order of j."""
+    """`decode_into(frames[j], outs[j])` for every j on up to `threads` threads, and `meanwhile()`
+    on the caller's thread first; the failures, (j, error) in order of j."""
+    jobs = _Jobs(frames, outs, draft)
     threads = min(threads, len(frames))
-    if threads <= 1:
-        meanwhile()
-        return _decode_share(frames, outs, draft, 0, 1)
-    pool = _pool(threads)
-    futures = [pool.submit(_decode_share, frames, outs, draft, k, threads) for k in range(1, threads)]
+    if threads > 1:
+        pool = _pool(threads)
+        for _ in range(threads - 1):
+            pool.submit(jobs.run)
     try:
         meanwhile()
-        failures = _decode_share(frames, outs, draft, 0, threads)
-    finally:  # never return (or raise) while a thread still writes into the batch
-        wait(futures)
-    for future in futures:
-        failures += future.result()
-    return sorted(failures, key=lambda failure: failure[0])
+        jobs.work()
+    finally:
+        jobs.close()  # never return (or raise) while a thread still writes into the batch
+    return sorted(jobs.failures, key=lambda failure: failure[0])
 
 
-def _decode_share(
-    frames: list, outs: list, draft: bool, first: int, step: int
-) -> list[tuple[int, Exception]]:
-    """Jobs `first`, `first + step`, ...: rows dealt out in turn, so every thread gets as many
-    frames of each camera (and of each size) as the others."""
-    failures = []
-    for j in range(first, len(frames), step):
+class _Jobs:
+    """The frames of one batch, each claimed by whichever thread is free next: a thread the
+    machine does not run for a while (other processes on the cores) holds up one frame at most,
+    not a fixed share of the batch. Once the caller has run out of frames it closes the batch: a
+    pool thread that starts later leaves it alone, and the caller waits only for threads still
+    decoding a frame they claimed."""
+
+    def __init__(self, frames: list, outs: list, draft: bool):
+        self.frames, self.outs, self.draft = frames, outs, draft
+        self.claim = itertools.count().__next__  # one number per call, atomic under the GIL
+        self.failures: list[tuple[int, Exception]] = []
+        self.state = threading.Condition()
+        self.closed, self.busy = False, 0
+
+    def run(self) -> None:
+        """A pool thread's part."""
+        with self.state:
+            if self.closed:
+                return
+            self.busy += 1
         try:
-            decode_into(frames[j], outs[j], draft=draft)
-        except Exception as error:  # PIL raises several types for corrupt data
-            failures.append((j, error))
-    return failures
+            self.work()
+        finally:
+            with self.state:
+                self.busy -= 1
+                self.state.notify_all()
+
+    def work(self) -> None:
+        n = len(self.frames)
+        while (j := self.claim()) < n:
+            try:
+                decode_into(self.frames[j], self.outs[j], draft=self.draft)
+            except Exception as error:  # PIL raises several types for corrupt data
+                self.failures.append((j, error))
+
+    def close(self) -> None:
+        with self.state:
+            self.closed = True
+            while self.busy:
+                self.state.wait()
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
