@@ -45,11 +45,11 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
         # the bound: the same frames decoded again into the same batch rows, nothing else
         frames = stored_frames(robot, robot.source_steps(np.array([i for _, i in batch_keys])))
         rows = {slot: batch["images"][slot].permute(0, 2, 3, 1).numpy() for slot in frames}  # [B, h, w, 3]
-        start = time.thread_time()
+        start = time.process_time()
         for slot, views in frames.items():
             for b, data in enumerate(views):
                 decode_into(data, rows[slot][b], draft=draft)
-        bound += time.thread_time() - start
+        bound += time.process_time() - start
         del rows, batch
         samples_done += len(batch_keys)
     per_sample = {stage: timer.seconds[stage] / samples_done * 1e6 for stage in STAGES}
@@ -60,7 +60,7 @@ def profile_loader(loader, batches: int) -> dict[str, Any]:
         batch = collate.assemble(loader.sources, batch_keys)
         for tensor in _tensors(batch):
             tensor.share_memory_()  # where a worker's collate allocates them
-        start = time.thread_time()
+        start = time.thread_time()  # this thread: not the thread that serves the file descriptors
         pickle.loads(bytes(ForkingPickler.dumps(batch)))
         ipc += time.thread_time() - start
         ipc_samples += len(batch_keys)
