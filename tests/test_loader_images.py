@@ -24,6 +24,7 @@ from vla_data.convert import convert
 from vla_data.errors import VlaDataError
 from vla_data.images import decode_for_size, decode_into, resize
 from vla_data.loader import LoaderConfig, SourceConfig, batch_images, make_loader
+from vla_data.loader import collate as collate_module
 from vla_data.loader.config_check import ConfigError
 from vla_data.samples import write_aloha_sample
 from vla_data.shards import ShardDataset
@@ -314,9 +315,11 @@ def clone(batch):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_blank_slots_are_zero_in_a_reused_buffer_the_caller_wrote_into(data, threads):
+def test_blank_slots_are_zero_in_a_reused_buffer_the_caller_wrote_into(data, threads, monkeypatch):
     """The main process reuses a batch's buffer once the caller let go; whatever the caller wrote
     into it meanwhile (through torch or numpy), the next batch is the per-sample path's."""
+    monkeypatch.setattr(collate_module, "MAIN_PROCESS_BUFFERS", collate_module.BufferPool())  # not the
+    # process's pool, which earlier tests may have filled with buffers still held
     loader = make_loader(make_config(data, decode_threads=threads))
     dataset = loader.dataloader.dataset
     keys = list(loader.dataloader.batch_sampler)

@@ -120,7 +120,8 @@ def _decode(
         jobs.work()
     finally:
         jobs.close()  # never return (or raise) while a thread still writes into the batch
-    return sorted(jobs.failures, key=lambda failure: failure[0])
+    failures, jobs.failures = jobs.failures, []
+    return sorted(failures, key=lambda failure: failure[0])
 
 
 class _Jobs:
@@ -159,10 +160,14 @@ class _Jobs:
                 self.failures.append((j, error))
 
     def close(self) -> None:
+        """No thread touches the batch after this. A pool thread may still have this batch's
+        `run` queued: it then holds this object, which lets go of the batch's rows here (a row
+        held keeps the batch buffer from being reused, `collate.BufferPool`)."""
         with self.state:
             self.closed = True
             while self.busy:
                 self.state.wait()
+            self.frames, self.outs = [], []
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
