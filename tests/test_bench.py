@@ -118,3 +118,46 @@ def test_bench_scale_tiny_runs_every_stage_and_the_loader_check(tmp_path):
     from vla_data.bench.scale import format_scale_table
 
     assert "loader CPU ms per batch" in format_scale_table(result)
+
+
+def test_bench_loader_bound_decodes_the_loaders_frames_into_batch_rows(demo_hdf5, tmp_path):
+    """The bound's work: the same frames the loader decodes for those steps, into batch rows."""
+    import numpy as np
+
+    from vla_data.bench.loader import decode_into_batches, stored_frames
+    from vla_data.convert import convert
+    from vla_data.loader import LoaderConfig, SourceConfig, make_loader
+    from vla_data.sources.hdf5 import HDF5Source
+    from vla_data.tokenizers import FastTokenizer
+    from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
+
+    convert(HDF5Source.from_paths(demo_hdf5, layout="aloha", task="wave"), tmp_path / "robot")
+    chunks = sample_chunks([tmp_path / "robot"], ChunkSpec(horizon=5))
+    FastTokenizer.fit(chunks.values, vocab_size=300).save_pretrained(tmp_path / "fast")
+    config = LoaderConfig(
+        sources=(SourceConfig("robot", (str(tmp_path / "robot"),)),),
+        fast_tokenizer=str(tmp_path / "fast"),
+        fast_mapping="append",
+        batch_size=4,
+        horizon=5,
+        action_dim=16,
+        image_size=(48, 64),  # as stored
+    )
+    loader = make_loader(config)
+    robot, dataset = loader.sources[0], loader.dataloader.dataset
+    steps = np.array([3, 50, 7, 119, 0, 64, 65])  # a full batch, then 3 rows of the next
+    frames = stored_frames(robot, steps)
+    assert sorted(frames) == ["base_0_rgb", "left_wrist_0_rgb"]  # the third slot has no camera
+    batches = decode_into_batches(loader.dataloader.collate_fn, frames, 4, draft=False)()
+    for i, step in enumerate(steps.tolist()):
+        sample = dataset[(0, step)]
+        for slot in frames:
+            got = batches[i // 4][slot][i % 4]
+            np.testing.assert_array_equal(got, sample["images"][slot].transpose(1, 2, 0))
+
+    from vla_data.bench.loader_profile import STAGES, format_profile, profile_loader
+
+    profile = profile_loader(make_loader(config), 3)  # its bound: the batches' frames into their rows
+    assert profile["samples"] == 12 and list(profile["us_per_sample"]) == list(STAGES)
+    assert 0 < profile["bound_us"] and profile["us_per_sample"]["image decode"] > 0
+    assert "decode+resize bound" in format_profile(profile)

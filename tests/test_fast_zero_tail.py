@@ -129,6 +129,8 @@ def test_only_rank_ordered_plain_bpe_is_cut():
     assert merge_tree(spec([("ab", "c"), ("a", "b")])) is None  # an operand made by a later merge
     assert merge_tree(spec([("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")])) is None  # abc made twice
     plain = Tokenizer(models.BPE(vocab, [("a", "b"), ("ab", "c")]))
-    assert ZeroTailEncoder.of(plain, 2, 3) is not None
-    assert ZeroTailEncoder.of(Tokenizer(models.BPE(vocab, [("a", "b")], dropout=0.5)), 2, 3) is None
-    assert ZeroTailEncoder.of(plain, 3, 3) is None  # the zero symbol must be in the alphabet
+    c = ord("c")
+    assert ZeroTailEncoder.of(plain, c, c + 1) is not None
+    assert ZeroTailEncoder.of(Tokenizer(models.BPE(vocab, [("a", "b")], dropout=0.5)), c, c + 1) is None
+    assert ZeroTailEncoder.of(plain, c + 1, c + 1) is None  # the zero symbol must be in the alphabet
+    assert ZeroTailEncoder.of(plain, c + 1, c + 2) is None  # ... and in the vocabulary

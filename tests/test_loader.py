@@ -15,46 +15,25 @@ from vla_data.loader import LoaderConfig, SourceConfig, ki_attention_mask, make_
 from vla_data.loader.mixture import MixturePlan
 from vla_data.loader.robot import load_image
 from vla_data.normalize import Normalizer
-from vla_data.samples import write_web_sample
 from vla_data.shards import ShardDataset
 from vla_data.sources.hdf5 import HDF5Source
-from vla_data.sources.web import WebSource
-from vla_data.tokenizers import FastTokenizer
-from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
 from vla_data.tokenizers.prompt import PromptBuilder, discretize_state, robot_prefix
 from vla_data.tokenizers.text import ByteTokenizer
 
-H = 10
+from .loader_data import H, loader_config, write_loader_data, write_word_level_tokenizer
 
 
 @pytest.fixture(scope="module")
 def data(demo_hdf5, tmp_path_factory):
-    root = tmp_path_factory.mktemp("loader")
-    convert(HDF5Source.from_paths(demo_hdf5, layout="aloha", task="Pick_up the\nCube"), root / "robot")
-    chunks = sample_chunks([root / "robot"], ChunkSpec(horizon=H))
-    FastTokenizer.fit(chunks.values, vocab_size=300).save_pretrained(root / "fast")
-    convert(
-        WebSource(str(write_web_sample(root / "raw_web", samples=24, size=32)), kind_field="kind"),
-        root / "web",
-    )
-    return root
+    return write_loader_data(tmp_path_factory.mktemp("loader"), demo_hdf5, {"robot": "Pick_up the\nCube"})
 
 
 def make_config(data, **overrides):
-    base = dict(
-        sources=(
-            SourceConfig("robot", (str(data / "robot"),), 0.7),
-            SourceConfig("web", (str(data / "web"),), 0.3),
-        ),
-        fast_tokenizer=str(data / "fast"),
-        fast_mapping="append",
-        batch_size=8,
-        max_tokens=200,
-        horizon=H,
-        action_dim=16,
-        image_size=(32, 32),
+    sources = (
+        SourceConfig("robot", (str(data / "robot"),), 0.7),
+        SourceConfig("web", (str(data / "web"),), 0.3),
     )
-    return LoaderConfig(**{**base, **overrides})
+    return loader_config(data, **{"sources": sources, "batch_size": 8, "image_size": (32, 32), **overrides})
 
 
 def first_batches(loader, n):
@@ -354,16 +333,9 @@ def test_fast_cache_is_used_and_gives_the_same_tokens(data, tmp_path):
 
 
 def test_hugging_face_text_tokenizer_json(data, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     corpus = ["Task: pick up the cube, State: 1 2 3;", "Action: |", "what shape is shown? circle square"]
-    tokenizer.train_from_iterator(
-        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"])
-    )
-    tokenizer.save(str(tmp_path / "tokenizer.json"))
-    loader = make_loader(make_config(data, text_tokenizer=str(tmp_path / "tokenizer.json")))
+    tokenizer = write_word_level_tokenizer(tmp_path / "tokenizer.json", corpus)
+    loader = make_loader(make_config(data, text_tokenizer=tokenizer))
     text = loader.prompt.text
     assert (text.pad_id, text.bos_id, text.eos_id) == (0, 1, 2)
     batch = next(iter(loader))

@@ -7,51 +7,29 @@ import numpy as np
 import pytest
 import torch
 
-from vla_data.convert import convert
 from vla_data.errors import VlaDataError
-from vla_data.loader import LoaderConfig, SourceConfig, make_loader
+from vla_data.loader import SourceConfig, make_loader
 from vla_data.loader.fast_cache import build_fast_cache
-from vla_data.samples import write_web_sample
 from vla_data.shards import ShardDataset
-from vla_data.sources.hdf5 import HDF5Source
-from vla_data.sources.web import WebSource
-from vla_data.tokenizers import FastTokenizer
-from vla_data.tokenizers.chunks import ChunkSpec, sample_chunks
 
-H = 10
+from .loader_data import loader_config, write_loader_data, write_word_level_tokenizer
 
 
 @pytest.fixture(scope="module")
 def data(demo_hdf5, tmp_path_factory):
-    root = tmp_path_factory.mktemp("loader_batch")
-    for name, task in (("robot", "Pick_up the\nCube"), ("cached", "stack the blocks")):
-        convert(HDF5Source.from_paths(demo_hdf5, layout="aloha", task=task), root / name)
-    chunks = sample_chunks([root / "robot"], ChunkSpec(horizon=H))
-    FastTokenizer.fit(chunks.values, vocab_size=300).save_pretrained(root / "fast")
-    convert(
-        WebSource(str(write_web_sample(root / "raw_web", samples=24, size=32)), kind_field="kind"),
-        root / "web",
-    )
-    return root
+    robots = {"robot": "Pick_up the\nCube", "cached": "stack the blocks"}
+    return write_loader_data(tmp_path_factory.mktemp("loader_batch"), demo_hdf5, robots)
 
 
 def make_config(data, **overrides):
-    base = dict(
-        sources=(
-            SourceConfig("robot", (str(data / "robot"),), 0.5),
-            SourceConfig("web", (str(data / "web"),), 0.3),
-            SourceConfig("robot", (str(data / "cached"), str(data / "robot")), 0.2, task="{task}, slowly"),
-        ),
-        fast_tokenizer=str(data / "fast"),
-        fast_mapping="append",
-        batch_size=16,
-        max_tokens=200,
-        horizon=H,
-        action_dim=16,
-        image_size=(48, 64),  # as stored: frames decode straight into the batch
-        samples_per_epoch=16 * 6,
+    sources = (
+        SourceConfig("robot", (str(data / "robot"),), 0.5),
+        SourceConfig("web", (str(data / "web"),), 0.3),
+        SourceConfig("robot", (str(data / "cached"), str(data / "robot")), 0.2, task="{task}, slowly"),
     )
-    return LoaderConfig(**{**base, **overrides})
+    frames = (48, 64)  # as stored: frames decode straight into the batch
+    settings = {"sources": sources, "batch_size": 16, "image_size": frames, "samples_per_epoch": 16 * 6}
+    return loader_config(data, **{**settings, **overrides})
 
 
 def assert_same_batch(got, expected):
@@ -117,16 +95,9 @@ def test_batch_equals_collated_samples_with_per_source_horizon_and_episode_limit
 
 
 def test_batch_equals_collated_samples_with_a_hugging_face_tokenizer(data, tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     corpus = ["Task: pick up the cube slowly, State: 1 2 3 127 128;", "Action: |", "what shape is it?"]
-    tokenizer.train_from_iterator(
-        corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<bos>", "<eos>", "<unk>"])
-    )
-    tokenizer.save(str(tmp_path / "tokenizer.json"))
-    check_batches(make_loader(make_config(data, text_tokenizer=str(tmp_path / "tokenizer.json"))), 3)
+    tokenizer = write_word_level_tokenizer(tmp_path / "tokenizer.json", corpus)
+    check_batches(make_loader(make_config(data, text_tokenizer=tokenizer)), 3)
 
 
 def test_a_corrupt_frame_is_named_or_masked_in_a_whole_batch(data, tmp_path):

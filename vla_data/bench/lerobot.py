@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,21 +98,28 @@ def window_rate(loader, *, batches: int, batch_size: int) -> float:
     return rate
 
 
+@dataclass(frozen=True)
+class LeRobotBenchOptions:
+    """What `bench_lerobot` generates and times; the defaults are `vla-data bench lerobot`'s."""
+
+    episodes: int = 20  # of the generated dataset
+    steps: int = 300  # frames per generated episode
+    source_size: tuple[int, int] = (480, 640)  # (height, width) of the 2 generated cameras
+    image_size: int = 224  # square frame size both loaders give the model
+    batch_size: int = 32
+    horizon: int = 50  # action chunk length
+    batches: int = 20  # per timed window
+    repeats: int = 5  # timed windows per worker count; their median is reported
+    workers: tuple[int, ...] = (0, 2)  # DataLoader num_workers values, each timed
+    video_backend: str = "torchcodec"  # LeRobotDataset's
+    torch_threads: int = 1  # torch intra-op threads of the main process (workers use 1 each)
+
+
 def bench_lerobot(
     dataset: str | Path | None = None,
     *,
     work_dir: str | None = None,
-    episodes: int = 20,
-    steps: int = 300,
-    source_size: tuple[int, int] = (480, 640),
-    image_size: int = 224,
-    batch_size: int = 32,
-    horizon: int = 50,
-    batches: int = 20,
-    repeats: int = 5,
-    workers: tuple[int, ...] = (0, 2),
-    video_backend: str = "torchcodec",
-    torch_threads: int = 1,
+    options: LeRobotBenchOptions = LeRobotBenchOptions(),
 ) -> dict[str, Any]:
     """Samples/s of `LeRobotDataset` (action chunk of `horizon` by `delta_timestamps`, frames resized
     to `image_size` square by `transforms.v2.Resize` in its pipeline) and of our loader on the same
@@ -124,39 +132,16 @@ def bench_lerobot(
         if dataset is None:
             from vla_data.bench.lerobot_data import generated_dataset
 
-            height, width = source_size
+            height, width = options.source_size
             root = generated_dataset(
-                work_dir or tmp, episodes=episodes, steps=steps, height=height, width=width
+                work_dir or tmp, episodes=options.episodes, steps=options.steps, height=height, width=width
             )
         else:
             root = Path(dataset)
-        return _compare(
-            root,
-            Path(tmp),
-            image_size=image_size,
-            batch_size=batch_size,
-            horizon=horizon,
-            batches=batches,
-            repeats=repeats,
-            workers=workers,
-            video_backend=video_backend,
-            torch_threads=torch_threads,
-        )
+        return _compare(root, Path(tmp), options)
 
 
-def _compare(
-    root: Path,
-    tmp: Path,
-    *,
-    image_size,
-    batch_size,
-    horizon,
-    batches,
-    repeats,
-    workers,
-    video_backend,
-    torch_threads,
-):
+def _compare(root: Path, tmp: Path, options: LeRobotBenchOptions) -> dict[str, Any]:
     import torch
 
     from vla_data.convert import ConvertOptions, convert
@@ -176,9 +161,9 @@ def _compare(
     theirs = LeRobotDataset(
         "local/bench",
         root=root,
-        delta_timestamps={"action": [t / fps for t in range(horizon)]},
-        image_transforms=v2.Resize((image_size, image_size)),
-        video_backend=video_backend,
+        delta_timestamps={"action": [t / fps for t in range(options.horizon)]},
+        image_transforms=v2.Resize((options.image_size, options.image_size)),
+        video_backend=options.video_backend,
     )
     cameras = list(theirs.meta.camera_keys)
     start = time.perf_counter()
@@ -186,18 +171,20 @@ def _compare(
     convert(
         LeRobotSource.from_path(root),
         out,
-        ConvertOptions(image_size=(image_size, image_size), workers=2, progress=False),
+        ConvertOptions(image_size=(options.image_size, options.image_size), workers=2, progress=False),
     )
     convert_s = time.perf_counter() - start
-    FastTokenizer.fit(sample_chunks([out], ChunkSpec(horizon=horizon)).values).save_pretrained(tmp / "fast")
+    FastTokenizer.fit(sample_chunks([out], ChunkSpec(horizon=options.horizon)).values).save_pretrained(
+        tmp / "fast"
+    )
     config = LoaderConfig(
         sources=(SourceConfig("robot", (str(out),)),),
         fast_tokenizer=str(tmp / "fast"),
         fast_mapping="append",
-        batch_size=batch_size,
-        horizon=horizon,
+        batch_size=options.batch_size,
+        horizon=options.horizon,
         max_tokens=512,
-        samples_per_epoch=batch_size * (1 + batches),  # one window
+        samples_per_epoch=options.batch_size * (1 + options.batches),  # one window
     )
     build_fast_cache(make_loader(config).sources[0], 0)
     runs = {}
@@ -206,23 +193,25 @@ def _compare(
     # runs here at num_workers=0, and with 2 OpenMP threads on 2 cores shared with other processes it
     # falls to a few samples/s (measured: 3-6 against 19-21 with 1 thread at a load average of 9)
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(torch_threads)
-    for n in workers:
+    torch.set_num_threads(options.torch_threads)
+    for n in options.workers:
         lerobot_loader = torch.utils.data.DataLoader(
             theirs,
-            batch_size=batch_size,
+            batch_size=options.batch_size,
             shuffle=True,
             num_workers=n,
             generator=torch.Generator().manual_seed(0),
         )
         ours = make_loader(LoaderConfig(**{**vars(config), "num_workers": n}))
         theirs_rates, ours_rates = [], []
-        for _ in range(repeats):  # alternating, so a change in the machine's load hits both alike
+        for _ in range(options.repeats):  # alternating, so a change in the machine's load hits both alike
             # lerobot keeps torchcodec decoders (with their open files) in a process-wide cache:
             # forked workers would share file offsets with decoders opened here, so start empty
             video_utils._default_decoder_cache.clear()
-            theirs_rates.append(window_rate(lerobot_loader, batches=batches, batch_size=batch_size))
-            ours_rates.append(window_rate(ours, batches=batches, batch_size=batch_size))
+            theirs_rates.append(
+                window_rate(lerobot_loader, batches=options.batches, batch_size=options.batch_size)
+            )
+            ours_rates.append(window_rate(ours, batches=options.batches, batch_size=options.batch_size))
         video_utils._default_decoder_cache.clear()
         del lerobot_loader, ours
         theirs_median, ours_median = statistics.median(theirs_rates), statistics.median(ours_rates)
@@ -242,16 +231,16 @@ def _compare(
         "frames": info["total_frames"],
         "cameras": {c: info["features"][c]["shape"][:2] for c in cameras},
         "codec": (first.get("info") or {}).get("video.codec", first["dtype"]),
-        "image_size": image_size,
-        "video_backend": video_backend,
-        "torch_threads": torch_threads,
+        "image_size": options.image_size,
+        "video_backend": options.video_backend,
+        "torch_threads": options.torch_threads,
         "versions": _versions(),
         "torchvision_note": note,
         "convert_seconds": convert_s,
-        "batch_size": batch_size,
-        "horizon": horizon,
-        "batches": batches,
-        "repeats": repeats,
+        "batch_size": options.batch_size,
+        "horizon": options.horizon,
+        "batches": options.batches,
+        "repeats": options.repeats,
         "runs": runs,
         "load_average_1min": load,
     }

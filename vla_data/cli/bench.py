@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from vla_data.bench.lerobot import LeRobotBenchOptions
 from vla_data.cli.errors import friendly_errors
 
 SCRATCH_DIR = click.option(
@@ -15,6 +18,28 @@ SCRATCH_DIR = click.option(
     type=click.Path(file_okay=False),
     help="Scratch folder (default: a temporary one).",
 )
+JSON_OUTPUT = click.option("--json", "as_json", is_flag=True)
+
+
+def int_list(text: str) -> list[int]:
+    """`"0,1,2"` -> [0, 1, 2]."""
+    return [int(n) for n in text.split(",")]
+
+
+def echo_result(result: dict | list, as_json: bool, table: Callable[[Any], str]) -> None:
+    """Print a bench result as indented JSON (`--json`) or as its table."""
+    click.echo(json.dumps(result, indent=1) if as_json else table(result))
+
+
+def lerobot_option(field: str, *, joined: str | None = None, help: str | None = None):
+    """`--field-name` of `bench lerobot`, defaulting to `LeRobotBenchOptions`' value; a tuple default
+    is shown and given as its items `joined` (the command parses it back)."""
+    default = getattr(LeRobotBenchOptions(), field)
+    if joined is None:
+        kind = {"type": type(default), "default": default}
+    else:
+        kind = {"default": joined.join(map(str, default))}
+    return click.option("--" + field.replace("_", "-"), **kind, show_default=True, help=help)
 
 
 @click.group()
@@ -58,7 +83,7 @@ def bench() -> None:
     "--repeats", type=int, default=1, show_default=True, help="Runs per setting; the median is reported."
 )
 @SCRATCH_DIR
-@click.option("--json", "as_json", is_flag=True)
+@JSON_OUTPUT
 @friendly_errors
 def bench_convert(
     source_format,
@@ -97,10 +122,8 @@ def bench_convert(
     from vla_data.images import parse_size
 
     if source_format == "lerobot":
-        result = bench_convert_lerobot(
-            workers=[int(w) for w in workers.split(",")], repeats=max(repeats, 3), work_dir=work_dir
-        )
-        click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
+        result = bench_convert_lerobot(workers=int_list(workers), repeats=max(repeats, 3), work_dir=work_dir)
+        echo_result(result, as_json, format_lerobot_table)
         return
     if source_format == "web":
         from vla_data.bench.web import bench_convert_web, format_web_table
@@ -112,23 +135,23 @@ def bench_convert(
             repeats=repeats,
             work_dir=work_dir,
         )
-        click.echo(json.dumps(result, indent=1) if as_json else format_web_table(result))
+        echo_result(result, as_json, format_web_table)
         return
     if source_format == "rlds":
         result = bench_convert_rlds(repeats=max(repeats, 3), work_dir=work_dir)
-        click.echo(json.dumps(result, indent=1) if as_json else format_rlds_table(result))
+        echo_result(result, as_json, format_rlds_table)
         return
 
     result = run(
         frames=frames,
         episode_length=episode_length,
         image_size=parse_size(image_size),
-        workers=[int(w) for w in workers.split(",")],
+        workers=int_list(workers),
         executors=[e.strip() for e in executors.split(",")],
         repeats=repeats,
         work_dir=work_dir,
     )
-    click.echo(json.dumps(result, indent=1) if as_json else format_convert_table(result))
+    echo_result(result, as_json, format_convert_table)
 
 
 @bench.command("tokenizer")
@@ -149,7 +172,7 @@ def bench_convert(
     default=None,
     help="Instead: tokens per chunk of default vs compat on golden sets (e.g. ../shared/data/fast_golden).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@JSON_OUTPUT
 @friendly_errors
 def bench_tokenizer(mode, chunks, fit_chunks, repeats, fast_plus, golden, as_json) -> None:
     """FAST encode/decode chunks/s, batched vs the reference's per-chunk loop (one DCT and one
@@ -160,17 +183,17 @@ def bench_tokenizer(mode, chunks, fit_chunks, repeats, fast_plus, golden, as_jso
 
     if golden:
         rows = compare_fast_modes(golden)
-        click.echo(json.dumps(rows, indent=1) if as_json else format_modes_table(rows))
+        echo_result(rows, as_json, format_modes_table)
         return
 
     result = run(mode=mode, chunks=chunks, fit_chunks=fit_chunks, repeats=repeats, fast_plus=fast_plus)
-    click.echo(json.dumps(result, indent=1) if as_json else format_tokenizer_table(result))
+    echo_result(result, as_json, format_tokenizer_table)
 
 
 @bench.command("images")
 @click.option("--frames", type=int, default=64, show_default=True, help="Frames per stored size.")
 @click.option("--repeats", type=int, default=5, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@JSON_OUTPUT
 @friendly_errors
 def bench_images(frames, repeats, as_json) -> None:
     """JPEG decoders on the same frames (stored 224x224 and 480x640, resized to 224x224): PIL full
@@ -180,7 +203,7 @@ def bench_images(frames, repeats, as_json) -> None:
     from vla_data.bench.images import format_images_table
 
     result = run(frames=frames, repeats=repeats)
-    click.echo(json.dumps(result, indent=1) if as_json else format_images_table(result))
+    echo_result(result, as_json, format_images_table)
 
 
 @bench.command("lerobot")
@@ -190,46 +213,21 @@ def bench_images(frames, repeats, as_json) -> None:
     default=None,
     help="A LeRobot v3.0 dataset root to read both ways (default: generate AV1 video under --dir).",
 )
-@click.option("--episodes", type=int, default=20, show_default=True, help="Generated episodes.")
-@click.option("--steps", type=int, default=300, show_default=True, help="Frames per generated episode.")
-@click.option("--source-size", default="480x640", show_default=True, help="HxW of the 2 generated cameras.")
-@click.option("--image-size", type=int, default=224, show_default=True, help="Model frame size (square).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--horizon", type=int, default=50, show_default=True)
-@click.option("--batches", type=int, default=20, show_default=True, help="Batches per timed window.")
-@click.option(
-    "--repeats", type=int, default=5, show_default=True, help="Timed windows; the median is reported."
-)
-@click.option("--workers", default="0,2", show_default=True)
-@click.option(
-    "--video-backend", default="torchcodec", show_default=True, help="LeRobotDataset's video_backend."
-)
-@click.option(
-    "--torch-threads",
-    type=int,
-    default=1,
-    show_default=True,
-    help="torch intra-op threads of the main process (workers use 1 each).",
-)
+@lerobot_option("episodes", help="Generated episodes.")
+@lerobot_option("steps", help="Frames per generated episode.")
+@lerobot_option("source_size", joined="x", help="HxW of the 2 generated cameras.")
+@lerobot_option("image_size", help="Model frame size (square).")
+@lerobot_option("batch_size")
+@lerobot_option("horizon")
+@lerobot_option("batches", help="Batches per timed window.")
+@lerobot_option("repeats", help="Timed windows; the median is reported.")
+@lerobot_option("workers", joined=",")
+@lerobot_option("video_backend", help="LeRobotDataset's video_backend.")
+@lerobot_option("torch_threads", help="torch intra-op threads of the main process (workers use 1 each).")
 @SCRATCH_DIR
-@click.option("--json", "as_json", is_flag=True)
+@JSON_OUTPUT
 @friendly_errors
-def bench_lerobot(
-    dataset,
-    episodes,
-    steps,
-    source_size,
-    image_size,
-    batch_size,
-    horizon,
-    batches,
-    repeats,
-    workers,
-    video_backend,
-    torch_threads,
-    work_dir,
-    as_json,
-) -> None:
+def bench_lerobot(dataset, source_size, workers, work_dir, as_json, **settings) -> None:
     """LeRobot's LeRobotDataset (delta_timestamps action chunk, frames resized to --image-size in its
     pipeline) against our loader on the same episodes converted with --image-size: samples/s per
     num_workers and the ratio. Without --dataset, generates a LeRobot v3.0 dataset as lerobot 0.4.4
@@ -240,22 +238,10 @@ def bench_lerobot(
     from vla_data.bench.lerobot import format_lerobot_table
     from vla_data.images import parse_size
 
-    result = run(
-        dataset,
-        work_dir=work_dir,
-        episodes=episodes,
-        steps=steps,
-        source_size=parse_size(source_size),
-        image_size=image_size,
-        batch_size=batch_size,
-        horizon=horizon,
-        batches=batches,
-        repeats=repeats,
-        workers=tuple(int(w) for w in workers.split(",")),
-        video_backend=video_backend,
-        torch_threads=torch_threads,
+    options = LeRobotBenchOptions(
+        source_size=parse_size(source_size), workers=tuple(int_list(workers)), **settings
     )
-    click.echo(json.dumps(result, indent=1) if as_json else format_lerobot_table(result))
+    echo_result(run(dataset, work_dir=work_dir, options=options), as_json, format_lerobot_table)
 
 
 @bench.command("loader")
@@ -283,7 +269,7 @@ def bench_lerobot(
     help="Object storage prefix (e.g. s3://bucket/tmp): compare local, cached (cold, warm) and uncached "
     "reads of a dataset uploaded there (deleted after); credentials from the AWS variables / --endpoint-url.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@JSON_OUTPUT
 @friendly_errors
 def bench_loader(
     batch_size, horizon, batches, rss_batches, workers, image_size, profile, uri, as_json
@@ -306,7 +292,7 @@ def bench_loader(
             batches=min(batches, 40),
             image_size=parse_size(image_size),
         )
-        click.echo(json.dumps(result, indent=1) if as_json else format_remote_table(result))
+        echo_result(result, as_json, format_remote_table)
         return
 
     result = run(
@@ -314,11 +300,11 @@ def bench_loader(
         horizon=horizon,
         batches=batches,
         rss_batches=rss_batches,
-        workers=[int(w) for w in workers.split(",")],
+        workers=int_list(workers),
         image_size=parse_size(image_size),
         profile=profile,
     )
-    click.echo(json.dumps(result, indent=1) if as_json else format_loader_table(result))
+    echo_result(result, as_json, format_loader_table)
 
 
 @bench.command("scale")
@@ -352,7 +338,7 @@ def bench_loader(
     help="Steps of the generated robot dataset whose loader build + first batch is checked (0: skip).",
 )
 @SCRATCH_DIR
-@click.option("--json", "as_json", is_flag=True)
+@JSON_OUTPUT
 @friendly_errors
 def bench_scale(sizes, stages, base, loader_batches, loader_steps, work_dir, as_json) -> None:
     """Time per item and peak RSS of every stage (convert hdf5 / lerobot v3.0 / rlds gzip / web,
@@ -363,11 +349,11 @@ def bench_scale(sizes, stages, base, loader_batches, loader_steps, work_dir, as_
     from vla_data.bench.scale import format_scale_table
 
     result = run(
-        sizes=[int(s) for s in sizes.split(",")],
+        sizes=int_list(sizes),
         stages=[s.strip() for s in stages.split(",")] if stages else None,
         base=base,
         loader_batches=loader_batches,
         loader_steps=loader_steps,
         work_dir=work_dir,
     )
-    click.echo(json.dumps(result, indent=1) if as_json else format_scale_table(result))
+    echo_result(result, as_json, format_scale_table)

@@ -11,6 +11,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -71,10 +72,10 @@ class Collate:
         if self.shape is None:
             raise VlaDataError("Collate.assemble needs the batch shape (Collate(..., shape=BatchShape(...)))")
         batch = BatchArrays(self, self.shape, len(keys))
-        source_of, index = np.asarray(keys, np.int64).reshape(len(keys), 2).T
+        source_of, index = np.fromiter(chain.from_iterable(keys), np.int64, 2 * len(keys)).reshape(-1, 2).T
         batch.arrays["source"][:] = source_of
         timer.mark("collate")
-        for s in np.unique(source_of).tolist():
+        for s in sorted({s for s, _ in keys}):
             rows = np.flatnonzero(source_of == s)
             fill = getattr(sources[s], "fill_batch", None)
             if fill is not None:
@@ -96,9 +97,8 @@ class BatchArrays:
     def __init__(self, collate: Collate, shape: BatchShape, size: int):
         self.collate, self.shape, self.size = collate, shape, size
         layout = _layout(shape, size, collate.max_tokens, collate.truncate, collate.count_dropped_images)
-        self.tensors, base = _allocate(layout, collate.buffers)
+        self.tensors, self.arrays, base = _allocate(layout, collate.buffers)
         base[layout.images_end :].fill(0)  # everything after the frames: masks False, numbers 0
-        self.arrays = {k: v.numpy() for k, v in self.tensors.items()}
         self.arrays["tokens"].fill(collate.pad_id)
         self.images = {s: self.arrays[f"images/{s}"] for s in shape.slots}  # [B, h, w, 3] each
         self.image_masks = {s: self.arrays[f"image_masks/{s}"] for s in shape.slots}
@@ -117,9 +117,9 @@ class BatchArrays:
         return L
 
     def put_token_rows(self, rows: np.ndarray, layout: RobotTokens, where: Callable[[int], str]) -> None:
-        """Rows `rows` of the token tensors from n joined layouts (`PromptBuilder.robot_batch`), in
-        one scatter per tensor; a layout past `max_tokens` is an error naming `where(i)`, or
-        (truncate) cut and counted in `truncated`."""
+        """Rows `rows` of the token tensors from n layouts (`PromptBuilder.robot_batch`): the ids as
+        one block, the masks compared against each row's bounds at once; a layout past
+        `max_tokens` is an error naming `where(i)`, or (truncate) cut and counted in `truncated`."""
         L, lengths, bounds = self.collate.max_tokens, layout.lengths, layout.bounds
         over = lengths > L
         if over.any():
@@ -129,18 +129,15 @@ class BatchArrays:
                     f"{where(i)}: {lengths[i]} tokens exceed max_tokens={L}; raise max_tokens or set truncate=True"
                 )
             self.arrays["truncated"][rows[over]] = True
-        kept = np.minimum(lengths, L)
-        first = np.cumsum(kept) - kept  # each row's first entry among the kept tokens
-        position = np.arange(int(kept.sum())) - np.repeat(first, kept)  # [kept tokens]
-        source = np.repeat(np.cumsum(lengths) - lengths, kept) + position
-        at = np.repeat(rows * L, kept) + position  # flat index into [B, L]
-        bound = np.repeat(bounds, kept, axis=0)  # [kept tokens, 4]
-        a = self.arrays
-        a["tokens"].reshape(-1)[at] = layout.ids[source]
-        a["token_mask"].reshape(-1)[at] = True
-        a["token_ar_mask"].reshape(-1)[at] = position >= bound[:, 0]
-        a["token_loss_mask"].reshape(-1)[at] = position >= bound[:, 1]
-        a["fast_token_mask"].reshape(-1)[at] = (position >= bound[:, 2]) & (position < bound[:, 3])
+        column = np.arange(L)
+        kept = column < lengths[:, None]  # [n, L]
+        width = min(layout.ids.shape[1], L)
+        a, at = self.arrays, row_index(rows)
+        a["tokens"][at, :width] = np.where(kept[:, :width], layout.ids[:, :width], self.collate.pad_id)
+        a["token_mask"][at] = kept
+        a["token_ar_mask"][at] = kept & (column >= bounds[:, 0, None])
+        a["token_loss_mask"][at] = kept & (column >= bounds[:, 1, None])
+        a["fast_token_mask"][at] = (column >= bounds[:, 2, None]) & (column < bounds[:, 3, None]) & kept
 
     def put_sample(self, b: int, sample: dict[str, Any]) -> None:
         """Row `b` from one sample dict (`RobotDataset.sample`, `WebDataset[i]`); actions shorter
@@ -176,11 +173,18 @@ class BatchArrays:
         batch: dict[str, Any] = {
             # [B, 3, h, w] in channels-last memory: decoded into, or filled by one plain copy per
             # frame, where NCHW memory needs a transposing copy (about a third of a 224x224 decode)
-            "images": {s: out.pop(f"images/{s}").permute(0, 3, 1, 2) for s in self.shape.slots},
+            "images": {s: out.pop(f"images/{s}") for s in self.shape.slots},
             "image_masks": {s: out.pop(f"image_masks/{s}") for s in self.shape.slots},
         }
         batch.update(out)
         return batch
+
+
+def row_index(rows: np.ndarray) -> slice | np.ndarray:
+    """Batch rows as a slice when consecutive (a robot-only batch: all of them), where numpy
+    copies whole blocks instead of gathering row by row."""
+    first, last = int(rows[0]), int(rows[-1])
+    return slice(first, last + 1) if last - first + 1 == len(rows) else rows
 
 
 class BufferPool:
@@ -218,13 +222,27 @@ MAIN_PROCESS_BUFFERS = BufferPool()
 
 
 @dataclass(frozen=True)
-class BatchLayout:
-    """Where each tensor of a batch lives in its one buffer: (key, byte offset, bytes, dtype,
-    shape) in order, the frames first; the buffer's size; where the frames end."""
+class TensorSpot:
+    """One tensor of a batch in its buffer: the torch view's shape and strides (in elements; the
+    image slots `[B, 3, h, w]` channels-last), the numpy view's shape (`[B, h, w, 3]` for images)."""
 
-    tensors: tuple[tuple[str, int, int, torch.dtype, tuple[int, ...]], ...]
+    key: str
+    offset: int  # bytes from the buffer's start
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    array_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Where each tensor of a batch lives in its one buffer (the frames first), the buffer's size,
+    where the frames end."""
+
+    tensors: tuple[TensorSpot, ...]
     total: int
     images_end: int
+    dtypes: frozenset[torch.dtype]
 
 
 @functools.lru_cache(maxsize=16)
@@ -252,17 +270,25 @@ def _layout(
     for i, (key, (dims, dtype)) in enumerate(specs.items()):
         if i == len(shape.slots):
             images_end = total
-        nbytes = math.prod(dims) * dtype.itemsize
-        tensors.append((key, total, nbytes, dtype, dims))
-        total += -(-nbytes // ALIGN) * ALIGN
-    return BatchLayout(tuple(tensors), total, total if images_end is None else images_end)
+        strides = tuple(math.prod(dims[j + 1 :]) for j in range(len(dims)))
+        if key.startswith("images/"):  # [B, h, w, 3] memory seen as [B, 3, h, w]
+            tensors.append(TensorSpot(key, total, dtype, _nchw(dims), _nchw(strides), dims))
+        else:
+            tensors.append(TensorSpot(key, total, dtype, dims, strides, dims))
+        total += -(-math.prod(dims) * dtype.itemsize // ALIGN) * ALIGN
+    images_end = total if images_end is None else images_end
+    return BatchLayout(tuple(tensors), total, images_end, frozenset(dtype for _, dtype in specs.values()))
+
+
+def _nchw(nhwc: tuple[int, ...]) -> tuple[int, ...]:
+    return nhwc[0], nhwc[3], nhwc[1], nhwc[2]
 
 
 def _allocate(
     layout: BatchLayout, buffers: WorkerBuffers | None
-) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-    """Uninitialised tensors for a whole batch, carved out of ONE buffer, and the buffer as a
-    numpy array.
+) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], np.ndarray]:
+    """Uninitialised tensors for a whole batch, carved out of ONE buffer, the same memory as numpy
+    arrays, and the buffer as a numpy array.
 
     In a DataLoader worker the buffer is shared memory: handing the batch to the main process then
     copies nothing and passes one file descriptor instead of one per tensor (~7x cheaper for the
@@ -270,7 +296,10 @@ def _allocate(
     batch nothing references any more, whose pages are already mapped (glibc hands large blocks
     back to the system: past 32 MB, e.g. batch 96 of three 224x224 slots, every fresh batch
     would fault its pages in again). A tensor kept alone keeps the whole batch's buffer alive (and
-    out of the pool)."""
+    out of the pool).
+
+    One torch call per tensor (`as_strided` on the buffer seen as its dtype) and one numpy view
+    each: a batch is built every few milliseconds, and each torch call costs microseconds."""
     if torch.utils.data.get_worker_info() is None:
         base = torch.from_numpy(MAIN_PROCESS_BUFFERS.get(layout.total))
     elif buffers is not None:  # a segment of this worker's the main process let go of (shared_buffers)
@@ -278,8 +307,16 @@ def _allocate(
     else:
         template = torch.empty(0, dtype=torch.uint8)
         base = template.new(template._typed_storage()._new_shared(layout.total, device=template.device))
-    tensors = {
-        key: base[offset : offset + nbytes].view(dtype).view(dims)
-        for key, offset, nbytes, dtype, dims in layout.tensors
-    }
-    return tensors, base.numpy()
+    start = base.storage_offset()  # bytes; a multiple of ALIGN, as every tensor's offset
+    as_type = {dtype: base.view(dtype) for dtype in layout.dtypes if dtype != torch.uint8}
+    as_type[torch.uint8] = base
+    numpy_base = base.numpy()
+    tensors, arrays = {}, {}
+    for spot in layout.tensors:
+        at = (start + spot.offset) // spot.dtype.itemsize
+        tensors[spot.key] = as_type[spot.dtype].as_strided(spot.shape, spot.strides, at)
+        arrays[spot.key] = np.ndarray(spot.array_shape, NUMPY[spot.dtype], numpy_base, spot.offset)
+    return tensors, arrays, numpy_base
+
+
+NUMPY = {torch.uint8: np.uint8, torch.bool: np.bool_, torch.int64: np.int64, torch.float32: np.float32}

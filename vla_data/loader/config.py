@@ -112,6 +112,10 @@ class LoaderConfig:
         image_slots: The model's image slot names, in order.
         image_decode: "full" (default): decode whole JPEGs, then resize: openpi's pixels. "draft":
             libjpeg DCT-scaled decode, faster for frames >= 2x the model size; pixels differ slightly.
+        decode_threads: Threads decoding the frames of a batch in the process that builds it (the
+            decoders release the GIL). "auto" (default): up to 4 (at most the CPUs the process may
+            use) with num_workers=0, 1 in each DataLoader worker (the workers already share the
+            cores); or a number >= 1 for every process. Batches are the same bytes with any count.
         normalization: "quantile" (q01/q99 to [-1, 1], pi0.5) or "zscore".
         state_in_prompt: Put the discretized state in the prompt text (pi0-FAST layout).
         lowercase: Lowercase the task text in the prompt ("vla_data" format only).
@@ -167,6 +171,7 @@ class LoaderConfig:
     image_size: tuple[int, int] = (224, 224)
     image_slots: tuple[str, ...] = DEFAULT_SLOTS
     image_decode: Literal["full", "draft"] = "full"
+    decode_threads: int | Literal["auto"] = "auto"
     normalization: Literal["quantile", "zscore"] = "quantile"
     state_in_prompt: bool = True
     lowercase: bool = True
@@ -231,6 +236,8 @@ class LoaderConfig:
         for name in ("batch_size", "max_tokens", "horizon", "action_dim", "world_size", "shuffle_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.decode_threads != "auto" and self.decode_threads < 1:
+            raise ConfigError("decode_threads", f'must be >= 1 or "auto", got {self.decode_threads}')
         if self.cache_limit is not None and self.cache_limit < 0:
             raise ConfigError("cache_limit", f"must be >= 0 bytes (0: no cache), got {self.cache_limit}")
         if self.page_budget is not None and self.page_budget < 0:

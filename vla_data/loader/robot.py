@@ -21,6 +21,7 @@ from vla_data.tokenizers.prompt import PromptBuilder
 from .chunks import chunk_indices, delta_chunk
 from .collate import BatchArrays
 from .episode_cache import EpisodeCache, IdLists, binary_views
+from .robot_batch import fill_robot_rows
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
 FAST_CACHE_DIR = "fast_cache"
@@ -246,8 +247,6 @@ class RobotDataset:
         timer: StageTimer | _NoTimer = NO_TIMER,
     ) -> None:
         """Write the samples at steps `indices` into `rows` of `batch`, all at once (`robot_batch`)."""
-        from .robot_batch import fill_robot_rows
-
         fill_robot_rows(self, batch, rows, indices, timer)
 
     def sample(self, index: int, timer: StageTimer | _NoTimer = NO_TIMER) -> dict[str, Any]:

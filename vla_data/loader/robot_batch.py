@@ -4,7 +4,7 @@ straight into the batch buffer (`BatchArrays`) with no per-sample dicts.
 Per dataset of the source: steps are located with one `searchsorted`, action chunks gathered from
 the cached episode arrays into one `[n, H, Da]` array and normalized in one call, FAST ids sliced
 from the cache (or encoded in one batch call), states discretized and prompts encoded in one call,
-and frames decoded straight into their batch rows (`images.decode_into`)."""
+and frames decoded straight into their batch rows (`batch_images`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vla_data.images import decode_into
-
+from .batch_images import fill_images
 from .collate import BatchArrays
 from .stage_timer import NO_TIMER, StageTimer, _NoTimer
 
@@ -30,7 +29,7 @@ def fill_robot_rows(
 ) -> None:
     """Rows `rows` of `batch` := the samples at global steps `indices` of `robot`."""
     dataset_of = np.searchsorted(robot.offsets, indices, side="right") - 1
-    for d in np.unique(dataset_of).tolist():
+    for d in sorted(set(dataset_of.tolist())):
         mine = dataset_of == d
         ds = robot.datasets[d]
         ds.check_pages()  # the episode caches keep views of mapped rows: bound their pages per batch
@@ -63,14 +62,20 @@ def _fill_dataset(
     steps = starts[:, None] + np.arange(H)  # [n, H], as chunk_indices
     lengths = ds.episode_length[episodes][:, None]
     chunk_rows, is_pad = np.minimum(steps, lengths - 1), steps >= lengths
-    actions = np.empty((len(local), H, arrays[0][0].shape[1]), np.float64)
-    for i, ((episode_actions, _), t, length) in enumerate(
-        zip(arrays, start_list, lengths[:, 0].tolist(), strict=True)
-    ):
-        # a slice where the chunk fits the episode, clamped rows at its end
-        actions[i] = episode_actions[t : t + H] if t + H <= length else episode_actions[chunk_rows[i]]
+    # [n, H, Da]: a slice where the chunk fits the episode, clamped rows at its end
+    chunk_list = [
+        episode_actions[t : t + H] if t + H <= length else episode_actions[chunk_rows[i]]
+        for i, ((episode_actions, _), t, length) in enumerate(
+            zip(arrays, start_list, lengths[:, 0].tolist(), strict=True)
+        )
+    ]
+    actions = np.concatenate(chunk_list, dtype=np.float64).reshape(len(local), H, -1)
     has_state = arrays[0][1] is not None
-    state = np.stack([s[t] for (_, s), t in zip(arrays, start_list, strict=True)]) if has_state else None
+    state = (
+        np.concatenate([s[t : t + 1] for (_, s), t in zip(arrays, start_list, strict=True)])
+        if has_state
+        else None
+    )
     if config.delta_action_dims:
         from .chunks import delta_chunk
 
@@ -100,25 +105,7 @@ def _fill_dataset(
     batch.put_token_rows(rows, layout, lambda i: f"{ds.root} episode {episode_list[i]} step {start_list[i]}")
     timer.mark("prompt")
 
-    draft = config.image_decode == "draft"
-    dropped = np.zeros(len(rows), np.int64)
-    for slot, feature in robot.slots[d].items():
-        images, masks = batch.images[slot], batch.image_masks[slot]
-        if feature is None:
-            images[at] = 0
-            continue  # masks start False
-        masks[at] = True  # a frame that cannot be decoded turns its row off below
-        tables = {e: robot.frame_table(d, e, feature) for e in set(episode_list)}
-        for i, (b, e, s) in enumerate(zip(rows.tolist(), episode_list, start_list, strict=True)):
-            offsets, frames = tables[e]
-            try:
-                decode_into(frames[offsets[s] : offsets[s + 1]], images[b], draft=draft)
-            except Exception as error:  # PIL raises several types for corrupt data
-                if config.bad_images != "mask":
-                    from .robot import stored_image_error
-
-                    raise stored_image_error(ds, e, s, feature, error) from error
-                images[b], masks[b], dropped[i] = 0, False, dropped[i] + 1
+    dropped = fill_images(robot, d, batch, rows, at, episode_list, start_list)
     if "images_dropped" in a:
         a["images_dropped"][at] = dropped
     timer.mark("image decode")

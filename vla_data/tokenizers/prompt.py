@@ -22,13 +22,14 @@ Web:  BOS {prompt} | {answer} EOS, loss on the answer + EOS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from vla_data.errors import VlaDataError
-from vla_data.tokenizers.text import TextTokenizer
+from vla_data.tokenizers.text import ByteTokenizer, TextTokenizer
+from vla_data.tokenizers.token_rows import join_rows
 
 FastMapping = Literal["tail", "append"]
 PromptFormat = Literal["vla_data", "pi0fast", "pi05"]
@@ -57,7 +58,11 @@ def discretize_state(state: np.ndarray) -> np.ndarray:
     Values below -1 land in bin -1, values at or above 1 in 255, NaN in 255 (numpy's digitize
     puts NaN past the last edge); callers normalize state first.
     """
-    return np.digitize(np.asarray(state, np.float64), bins=np.linspace(-1, 1, 256 + 1)[:-1]) - 1
+    # np.digitize's own computation for increasing bins, without its per-call monotonicity check
+    return np.searchsorted(_EDGES, np.asarray(state, np.float64), side="right") - 1
+
+
+_EDGES = np.linspace(-1, 1, 256 + 1)[:-1]
 
 
 def _state_text(state: np.ndarray) -> str:
@@ -91,19 +96,30 @@ def format_robot_text(
     task: str, state_text: str | None, fmt: PromptFormat, *, lowercase: bool = True
 ) -> tuple[str, str]:
     """`robot_text` from the state's text (`state_texts`): (prefix text, postfix opener)."""
+    head, tail, opener = prompt_parts(task, fmt, with_state=state_text is not None, lowercase=lowercase)
+    return head + (state_text or "") + tail, opener
+
+
+def prompt_parts(
+    task: str, fmt: PromptFormat, *, with_state: bool, lowercase: bool = True
+) -> tuple[str, str, str]:
+    """(head, tail, postfix opener) of a robot prompt: its prefix text is head + the state's text
+    (`state_texts`; none without state) + tail."""
     if fmt == "vla_data":
         cleaned = clean_task(task, lowercase=lowercase)
-        if state_text is None:
-            return f"Task: {cleaned};\n", "Action: "
-        return f"Task: {cleaned}, State: {state_text};\n", "Action: "
-    if state_text is None:
+        return (
+            (f"Task: {cleaned}, State: ", ";\n", "Action: ")
+            if with_state
+            else (f"Task: {cleaned};\n", "", "Action: ")
+        )
+    if not with_state:
         raise VlaDataError(
             f"prompt_format {fmt!r} (openpi) always puts the state in the prompt; set state_in_prompt"
         )
     if fmt == "pi0fast":
-        return f"Task: {clean_task_pi0fast(task)}, State: {state_text};\n", "Action: "
+        return f"Task: {clean_task_pi0fast(task)}, State: ", ";\n", "Action: "
     if fmt == "pi05":
-        return f"Task: {clean_task_pi05(task)}, State: {state_text};\nAction: ", ""
+        return f"Task: {clean_task_pi05(task)}, State: ", ";\nAction: ", ""
     raise VlaDataError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {fmt!r}")
 
 
@@ -119,12 +135,12 @@ class SampleTokens:
 
 @dataclass(frozen=True)
 class RobotTokens:
-    """The unpadded token layouts of n robot samples, joined: sample i is `ids[o_i : o_i + n_i]`
-    with `o_i` the sum of the earlier `lengths`. `bounds` `[n, 4]` per sample: where the prefix
-    ends (AR mask from there), where the loss starts, where the FAST ids start and end; AR and loss
-    run to the sample's end."""
+    """The token layouts of n robot samples as rows: sample i is `ids[i, :lengths[i]]`, padded
+    after with the text tokenizer's pad id. `bounds` `[n, 4]` per sample: where the prefix ends
+    (AR mask from there), where the loss starts, where the FAST ids start and end; AR and loss run
+    to the sample's end."""
 
-    ids: np.ndarray  # [sum n_i] int64
+    ids: np.ndarray  # [n, max n_i] int64
     lengths: np.ndarray  # [n] int64
     bounds: np.ndarray  # [n, 4] int64
 
@@ -141,6 +157,8 @@ class PromptBuilder:
     state_in_prompt: bool = True
     lowercase: bool = True  # vla_data format only: openpi's formats fix the case (see the module doc)
     prompt_format: PromptFormat = "vla_data"
+    # per task: its prompt parts (bounded, `_parts`)
+    _parts_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mapping not in ("tail", "append"):
@@ -186,45 +204,55 @@ class PromptBuilder:
     def robot(self, task: str, state: np.ndarray | None, fast_ids: np.ndarray) -> SampleTokens:
         states = None if state is None else np.asarray(state)[None]
         layout = self.robot_batch([task], states, [fast_ids])
-        position = np.arange(len(layout.ids))
+        ids = layout.ids[0, : layout.lengths[0]]
+        position = np.arange(len(ids))
         prefix, loss, fast_start, fast_end = layout.bounds[0].tolist()
         return SampleTokens(
-            layout.ids, position >= prefix, position >= loss, (position >= fast_start) & (position < fast_end)
+            ids, position >= prefix, position >= loss, (position >= fast_start) & (position < fast_end)
         )
 
     def robot_batch(
         self, tasks: list[str], states: np.ndarray | None, fast_ids: list[np.ndarray]
     ) -> RobotTokens:
         """The token layouts of n robot samples (`states` `[n, S]` normalized, or None), built
-        together: states discretized in one call, prefixes encoded in one batch call, FAST ids
-        mapped in one call, all ids joined in one array."""
+        together: the prefix texts from each task's parts (cached per task) and the states' texts,
+        encoded in one call (`encode_flat`), each whole as openpi does; then BOS, prefix, postfix
+        opener, FAST ids, "|" and EOS joined into rows at once (`join_rows`)."""
         n = len(tasks)
-        texts = state_texts(states) if self.state_in_prompt and states is not None else [None] * n
-        pairs = [
-            format_robot_text(task, text, self.prompt_format, lowercase=self.lowercase)
-            for task, text in zip(tasks, texts, strict=True)
-        ]
-        # each prefix is encoded whole, as openpi does
-        prefixes = encode_batch(self.text, [prefix for prefix, _ in pairs])
-        opener = pairs[0][1] if pairs else ""  # fixed by the format
-        word = np.asarray(self.text.encode(opener) if opener else [], np.int64)
-        bos = np.array([self.text.bos_id], np.int64)
-        tail = np.asarray([*self.text.encode("|"), self.text.eos_id], np.int64)
-        fast_lengths = np.fromiter(map(len, fast_ids), np.int64, n)
-        fast = self.fast_to_text_ids(np.concatenate(fast_ids) if n else np.zeros(0, np.int64))
-        pieces = []
-        for prefix, ids in zip(prefixes, np.split(fast, np.cumsum(fast_lengths)[:-1]), strict=True):
-            pieces += (bos, prefix, word, ids, tail)
-        n_prefix = 1 + np.fromiter(map(len, prefixes), np.int64, n)
-        fast_start = n_prefix + len(word)
-        fast_end = fast_start + fast_lengths
+        with_state = self.state_in_prompt and states is not None
+        parts = [self._parts(task, with_state) for task in tasks]  # (head, tail, opener) each
+        opener, tail = (parts[0][2], parts[0][1]) if n else ("", "")  # fixed by the format
+        texts = state_texts(states) if with_state else [""] * n
+        prefix = encode_flat(self.text, [h + s + t for (h, t, _), s in zip(parts, texts, strict=True)])
+        fast = self.fast_to_text_ids(_join(fast_ids, np.int64))
+        ids, starts = join_rows(
+            [
+                np.array([self.text.bos_id]),
+                prefix,
+                np.asarray(self.text.encode(opener) if opener else [], np.int64),
+                (fast, np.fromiter(map(len, fast_ids), np.int64, n)),
+                np.asarray([*self.text.encode("|"), self.text.eos_id], np.int64),
+            ],
+            n,
+            self.text.pad_id,
+        )
+        n_prefix, fast_start, fast_end = starts[:, -4], starts[:, -3], starts[:, -2]
         # openpi's pi0-FAST puts loss on its whole postfix, "Action: " included; ours starts at FAST
         loss = n_prefix if self.prompt_format == "pi0fast" else fast_start
-        return RobotTokens(
-            np.concatenate(pieces).astype(np.int64, copy=False) if n else np.zeros(0, np.int64),
-            fast_end + len(tail),
-            np.stack([n_prefix, loss, fast_start, fast_end], axis=1),
-        )
+        return RobotTokens(ids, starts[:, -1], np.stack([n_prefix, loss, fast_start, fast_end], axis=1))
+
+    def _parts(self, task: str, with_state: bool) -> tuple:
+        """`prompt_parts` of a task, cached (at most 4096 tasks)."""
+        key = (task, with_state)
+        parts = self._parts_cache.get(key)
+        if parts is None:
+            if len(self._parts_cache) >= 4096:
+                self._parts_cache.clear()
+            head, tail, opener = prompt_parts(
+                task, self.prompt_format, with_state=with_state, lowercase=self.lowercase
+            )
+            parts = self._parts_cache[key] = (head, tail, opener)
+        return parts
 
     def web(self, prompt: str, answer: str) -> SampleTokens:
         prefix = [self.text.bos_id, *self.text.encode(prompt)]
@@ -234,9 +262,28 @@ class PromptBuilder:
         return SampleTokens(np.asarray(tokens, np.int64), ar, ar.copy(), np.zeros(len(tokens), bool))
 
 
+def encode_flat(text: TextTokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of all `texts` end to end, and how many each text has: the byte tokenizer in one
+    call (its ids of a text are the text's UTF-8 bytes), any other through `encode_batch`."""
+    if type(text) is ByteTokenizer:
+        joined = "".join(texts).encode()
+        if joined.isascii():  # one byte per character
+            return np.frombuffer(joined, np.uint8), np.fromiter(map(len, texts), np.int64, len(texts))
+        return np.frombuffer(joined, np.uint8), np.fromiter(
+            (len(t.encode()) for t in texts), np.int64, len(texts)
+        )
+    encoded = encode_batch(text, texts)
+    return _join(encoded, np.int64), np.fromiter(map(len, encoded), np.int64, len(texts))
+
+
 def encode_batch(text: TextTokenizer, texts: list[str]) -> list[np.ndarray]:
     """Ids `[n_i]` of each text (any integer dtype): one `encode_batch` call when the tokenizer
     has one (the same ids as `encode` per text), else `encode` per text."""
     batch = getattr(text, "encode_batch", None)
     encoded = batch(texts) if batch is not None else [text.encode(t) for t in texts]
     return [ids if isinstance(ids, np.ndarray) else np.asarray(ids, np.int64) for ids in encoded]
+
+
+def _join(arrays: list, dtype) -> np.ndarray:
+    """The arrays (or id lists) end to end, as one `dtype` array."""
+    return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)

@@ -19,19 +19,31 @@ induction over ranks, as long as no merge has crossed the cut, the symbols touch
 L's and R's own build-up at that rank, as in L + R, and the left one is taken by a merge from its
 left exactly when it is in L + R; so the pair at the cut merges in `s` exactly when it does in
 L + R, i.e. never, and BPE(s) = BPE(head) + BPE(z^m).
+
+Around the BPE call (which is most of the time): equal heads in a batch are encoded once and heads
+are packed many per tokenizer input (`bpe_batch.BpeBatch`); for byte-level tokenizers a head that is
+one word under the regex (a run of one class, as smooth chunks' heads are) is handed over already
+mapped to its byte-level string, skipping the pre-tokenizer.
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
 
 import numpy as np
 from tokenizers import Tokenizer
 
-UNSAFE, SEPARATE, JOINED = 0, 1, 2  # the symbol before the tail: no cut / tail is its own word / same word
-CONTRACTION_LETTERS = "strvmlde"  # GPT-2's regex: 's 't 're 've 'm 'll 'd
-ASCII_WHITESPACE = " \t\n\x0b\x0c\r"  # `\s` in every regex engine
+from vla_data.tokenizers.bpe_batch import SEPARATOR, BpeBatch
+from vla_data.tokenizers.symbol_table import byte_to_unicode
+from vla_data.tokenizers.zero_tail_words import (
+    JOINED,
+    SEPARATE,
+    UNSAFE,
+    ByteLevelText,
+    byte_level_joins,
+    word_classes,
+)
+
 MAX_CACHED = 1 << 16  # entries per cache
 
 
@@ -64,42 +76,6 @@ def merge_tree(model: dict) -> dict[int, tuple[int, int]] | None:
     return operands if ordered else None
 
 
-def _regex_class(char: str) -> str:
-    """GPT-2 regex class of a non-whitespace character: letter, number, or anything else."""
-    category = unicodedata.category(char)[0]
-    return category if category in "LN" else "P"
-
-
-def _unsafe(char: str) -> bool:
-    # Whitespace takes part in the regex's lookahead. Python's `isspace` is a superset of the
-    # Unicode White_Space that Oniguruma's `\s` matches (it adds U+001C-U+001F).
-    return char.isspace() or unicodedata.category(char)[0] == "Z"
-
-
-def _byte_level_joins(zero: int, alphabet: int) -> np.ndarray | None:
-    """Per symbol `p` that may end the head: how the tail relates to its word under GPT-2's regex.
-
-    Cut after a non-whitespace `p`, the head alone is split as in `s` (matches that do not touch the
-    cut are the same; the last one ends at `p` in both unless the tail continues its run), and the
-    tail `z^m` alone is one word (a run of one class; for whitespace, `\\s+(?!\\S)` up to the end of
-    the string). In `s` the tail continues `p`'s word iff `p` and `z` are in the same class. None if
-    `z` could take part in a contraction (`'s`, `'re`, ...) or is whitespace beyond ASCII."""
-    z = chr(zero)
-    if z in ASCII_WHITESPACE:
-        cls = None  # no non-whitespace `p` shares it: the tail is always its own word
-    elif _unsafe(z) or z.lower() in CONTRACTION_LETTERS:
-        return None
-    else:
-        cls = _regex_class(z)
-    return np.array(
-        [
-            UNSAFE if _unsafe(chr(p)) else JOINED if _regex_class(chr(p)) == cls else SEPARATE
-            for p in range(alphabet)
-        ],
-        np.int8,
-    )
-
-
 class ZeroTailEncoder:
     """Encodes rows of FAST symbols `[B, N]` with the cut above; build with `of`."""
 
@@ -111,6 +87,7 @@ class ZeroTailEncoder:
         operands: dict[int, tuple[int, int]],
         *,
         one_word: bool,
+        word_class: np.ndarray | None = None,
     ):
         self.bpe = bpe
         self.zero = zero
@@ -118,8 +95,15 @@ class ZeroTailEncoder:
         self.operands = operands  # token -> the two tokens its merge joins
         self.merges = set(operands.values())
         self.one_word = one_word  # no pre-tokenizer: a token's string is its input symbols
-        # `encode_batch_fast` (tokenizers >= 0.20) skips the character offsets nobody here reads.
-        self._encode_batch = getattr(bpe, "encode_batch_fast", bpe.encode_batch)
+        self._plain = BpeBatch.of(bpe, words=one_word) or BpeBatch(bpe, None)
+        # Byte-level: a row that is one word under the regex goes to BPE mapped to its byte-level
+        # string, skipping the pre-tokenizer (the same word, so the same ids).
+        self.word_class = word_class  # [alphabet] int8 regex class (0: never one word), or None
+        self._mapped = None
+        if word_class is not None and not one_word:
+            words = BpeBatch.of(bpe, words=True)
+            if words is not None:
+                self._mapped = (ByteLevelText(), words)
         self._tails: dict[tuple[int, int], list[int]] = {}  # (L or -1, m) -> BPE(L + z^m)
         self._compatible: dict[tuple[int, int], bool] = {}  # (L, R) -> BPE(L + R) == [L, R]
 
@@ -127,14 +111,15 @@ class ZeroTailEncoder:
     def of(cls, bpe: Tokenizer, zero: int, alphabet: int) -> ZeroTailEncoder | None:
         """For a tokenizer whose ids the cut provably keeps (plain BPE without dropout, rank-ordered
         merges, no normalizer, added tokens, padding, truncation or ids added after the model; no
-        pre-tokenizer, or a byte-level one without a prefix space), else None. `zero`: the symbol of
-        coefficient 0, in [0, alphabet)."""
+        pre-tokenizer, or a byte-level one without a prefix space; the zero symbol in the vocabulary,
+        and every symbol if there is an unknown token, which would stand for unknown characters and
+        may fuse across the cut), else None. `zero`: the symbol of coefficient 0, in [0, alphabet)."""
         spec = json.loads(bpe.to_str())
         model = spec.get("model") or {}
         pre = spec.get("pre_tokenizer")
         post = spec.get("post_processor") or {"type": "ByteLevel"}  # ByteLevel only trims offsets
         if (
-            not 0 <= zero < alphabet
+            not 0 <= zero < alphabet <= ord(SEPARATOR)  # packed heads hold no separator
             or model.get("type") != "BPE"
             or model.get("dropout")
             or model.get("ignore_merges")
@@ -148,20 +133,28 @@ class ZeroTailEncoder:
             or post.get("type") != "ByteLevel"
         ):
             return None
+        classes = None
         if pre is None or (pre.get("type") == "ByteLevel" and not pre.get("use_regex", True)):
             joins = np.full(alphabet, JOINED, np.int8)  # the whole string is one word
+            classes = None if pre is None else np.ones(alphabet, np.int8)
+            if classes is not None:
+                classes[0xD800:0xE000] = 0  # surrogates: no string holds them
         elif pre.get("type") == "ByteLevel" and not pre.get("add_prefix_space"):
-            joins = _byte_level_joins(zero, alphabet)
+            classes = word_classes(bpe, alphabet)
+            joins = byte_level_joins(classes, zero)
         else:
+            return None
+        spelled = _spelled(model.get("vocab") or {}, alphabet, byte_level=pre is not None)
+        if not spelled[zero] or (model.get("unk_token") is not None and not spelled.all()):
             return None
         operands = merge_tree(model)
         if joins is None or operands is None:
             return None
-        return cls(bpe, zero, joins, operands, one_word=pre is None)
+        return cls(bpe, zero, joins, operands, one_word=pre is None, word_class=classes)
 
     def encode(self, symbols: np.ndarray) -> list[list[int]]:
         """Token ids of each row of `symbols` `[B, N]` (every symbol in [0, alphabet)), identical to
-        the tokenizer's `encode` of the row's string."""
+        the tokenizer's `encode` of the row's string. Equal heads are encoded once."""
         count, n = symbols.shape
         if not count or not n:
             return [[] for _ in range(count)]
@@ -171,34 +164,82 @@ class ZeroTailEncoder:
         before = symbols[np.arange(count), np.maximum(head - 1, 0)]  # [B] symbol ending the head
         join = np.where(head > 0, self.joins[before], SEPARATE)
         cut = np.where((tail > 0) & (join != UNSAFE), head, n)  # [B] encode the first `cut` symbols
-        ids = [e.ids for e in self._encode_batch(strings(symbols, cut))]
-        self._learn_tails([(-1, m) for m in np.unique(n - cut).tolist() if m])
-        stuck = []  # (row, L, m): the pair at the cut may merge
-        for b, (m, joined) in enumerate(zip((n - cut).tolist(), (join == JOINED).tolist(), strict=True)):
+        heads, shared = self._encode_heads(symbols, cut)
+        runs = n - cut  # [B] zeros after the cut
+        if not runs.any():
+            return [list(h) for h in heads] if shared else heads
+        lengths = np.unique(runs).tolist()
+        self._learn_tails([(-1, m) for m in lengths if m])
+        by_run: list[list[int]] = [[]] * (n + 1)  # m -> BPE(z^m)
+        for m in lengths:
             if m:
-                tail_ids = self._tails[(-1, m)]
-                if ids[b] and joined and not self._pair_compatible(ids[b][-1], tail_ids[0]):
-                    stuck.append((b, ids[b][-1], m))
-                else:
-                    ids[b] = ids[b] + tail_ids
-        redo = self._recut(ids, stuck) if self.one_word else [b for b, _, _ in stuck]
+                by_run[m] = self._tails[(-1, m)]
+        ids = [h + by_run[m] for h, m in zip(heads, runs.tolist(), strict=True)]  # new lists
+        stuck = self._stuck(heads, runs, (runs > 0) & (join == JOINED) & (head > 0), by_run)
+        redo = self._recut(ids, heads, stuck) if self.one_word else [b for b, _, _ in stuck]
         if redo:
-            for b, e in zip(redo, self._encode_batch(strings(symbols[np.array(redo)])), strict=True):
-                ids[b] = e.ids
+            whole, _ = self._plain(strings(symbols[np.array(redo)]))
+            for b, row_ids in zip(redo, whole, strict=True):
+                ids[b] = list(row_ids)
         return ids
 
-    def _recut(self, ids: list[list[int]], stuck: list[tuple[int, int, int]]) -> list[int]:
+    def _encode_heads(self, symbols: np.ndarray, cut: np.ndarray) -> tuple[list[list[int]], bool]:
+        """BPE ids of each row's first `cut[b]` symbols `[B]`; True if equal rows share lists."""
+        if self._mapped is None:
+            return self._plain(strings(symbols, cut))
+        classes = self.word_class[symbols]  # [B, N]
+        inside = np.arange(symbols.shape[1]) < cut[:, None]
+        one = ((classes > 0) & (classes == classes[:, :1]) | ~inside).all(axis=1)  # [B] one regex word
+        mapped, words = self._mapped
+        if one.all():
+            return words(mapped(strings(symbols, cut)))
+        ids: list[list[int]] = [[]] * len(symbols)
+        shared = False
+        for rows, texts, encode in (
+            (np.flatnonzero(one), lambda r: mapped(strings(symbols[r], cut[r])), words),
+            (np.flatnonzero(~one), lambda r: strings(symbols[r], cut[r]), self._plain),
+        ):
+            if len(rows):
+                part, part_shared = encode(texts(rows))
+                shared |= part_shared
+                for b, row_ids in zip(rows.tolist(), part, strict=True):
+                    ids[b] = row_ids
+        return ids, shared
+
+    def _stuck(
+        self, heads: list[list[int]], runs: np.ndarray, joined: np.ndarray, by_run: list[list[int]]
+    ) -> list[tuple[int, int, int]]:
+        """(row, L, m) of each row whose tail joins the head's last word and whose boundary tokens
+        L, R are not compatible: there the pair at the cut may merge."""
+        rows = np.flatnonzero(joined).tolist()
+        if not rows:
+            return []
+        lefts = [heads[b][-1] if heads[b] else -1 for b in rows]  # an empty head: nothing to cross
+        run_of = runs.tolist()
+        pairs = {(left, by_run[run_of[b]][0]) for b, left in zip(rows, lefts, strict=True)}
+        bad = {pair for pair in pairs if pair[0] >= 0 and not self._pair_compatible(*pair)}
+        if not bad:
+            return []
+        return [
+            (b, left, run_of[b])
+            for b, left in zip(rows, lefts, strict=True)
+            if (left, by_run[run_of[b]][0]) in bad
+        ]
+
+    def _recut(
+        self, ids: list[list[int]], heads: list[list[int]], stuck: list[tuple[int, int, int]]
+    ) -> list[int]:
         """Move each stuck cut left, to the start of the head's last token L: the head without L
         encodes to its ids without L (a token-aligned prefix), the new tail is L + z^m. Rows whose
         new cut is still not provably exact are returned."""
         self._learn_tails(list({(left, m) for _, left, m in stuck}))
         redo = []
         for b, left, m in stuck:
-            tail_ids = self._tails[(left, m)]
-            if len(ids[b]) == 1:
-                ids[b] = tail_ids
-            elif self._pair_compatible(ids[b][-2], tail_ids[0]):
-                ids[b] = ids[b][:-1] + tail_ids
+            tail_ids, head_ids = self._tails[(left, m)], heads[b]
+            if len(head_ids) == 1:
+                ids[b] = list(tail_ids)
+            elif self._pair_compatible(head_ids[-2], tail_ids[0]):
+                ids[b] = head_ids[:-1] + tail_ids
             else:
                 redo.append(b)
         return redo
@@ -210,8 +251,8 @@ class ZeroTailEncoder:
         if len(self._tails) + len(new) > MAX_CACHED:
             self._tails.clear()
         texts = [(self.bpe.id_to_token(left) if left >= 0 else "") + chr(self.zero) * m for left, m in new]
-        for key, e in zip(new, self._encode_batch(texts), strict=True):
-            self._tails[key] = e.ids
+        for key, tail_ids in zip(new, self._plain(texts)[0], strict=True):
+            self._tails[key] = tail_ids
 
     def _pair_compatible(self, left: int, right: int) -> bool:
         """Whether BPE(L + R) == [L, R]: no merge ever crosses between the tokens L and R."""
@@ -254,3 +295,16 @@ class ZeroTailEncoder:
     def _bpe_keeps(self, left: int, right: int) -> bool:
         text = self.bpe.id_to_token(left) + self.bpe.id_to_token(right)
         return [t.id for t in self.bpe.model.tokenize(text)] == [left, right]
+
+
+def _spelled(vocab: dict[str, int], alphabet: int, *, byte_level: bool) -> np.ndarray:
+    """Bool `[alphabet]`: symbols whose characters (byte-level: those of their UTF-8 bytes) are all
+    in the vocabulary, so BPE never drops them or puts an unknown token in their place."""
+    to_char = byte_to_unicode()
+
+    def spelled(symbol: int) -> bool:
+        if not byte_level:
+            return chr(symbol) in vocab
+        return all(to_char[b] in vocab for b in chr(symbol).encode("utf-8", "surrogatepass"))
+
+    return np.array([spelled(s) for s in range(alphabet)], bool)
