@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from vla_data.errors import VlaDataError
-from vla_data.tokenizers.text import ByteTokenizer, TextTokenizer
+from vla_data.tokenizers.text import TextTokenizer
 from vla_data.tokenizers.token_rows import join_rows
 
 FastMapping = Literal["tail", "append"]
@@ -263,15 +263,11 @@ class PromptBuilder:
 
 
 def encode_flat(text: TextTokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The ids of all `texts` end to end, and how many each text has: the byte tokenizer in one
-    call (its ids of a text are the text's UTF-8 bytes), any other through `encode_batch`."""
-    if type(text) is ByteTokenizer:
-        joined = "".join(texts).encode()
-        if joined.isascii():  # one byte per character
-            return np.frombuffer(joined, np.uint8), np.fromiter(map(len, texts), np.int64, len(texts))
-        return np.frombuffer(joined, np.uint8), np.fromiter(
-            (len(t.encode()) for t in texts), np.int64, len(texts)
-        )
+    """The ids of all `texts` end to end, and how many each text has: in one call when the
+    tokenizer has `encode_joined` (the byte tokenizer), else through `encode_batch`."""
+    joined = getattr(text, "encode_joined", None)
+    if joined is not None:
+        return joined(texts)
     encoded = encode_batch(text, texts)
     return _join(encoded, np.int64), np.fromiter(map(len, encoded), np.int64, len(texts))
 

@@ -44,6 +44,15 @@ class ByteTokenizer:
         """`encode` of each text, as uint8 arrays of its bytes."""
         return [np.frombuffer(text.encode("utf-8"), np.uint8) for text in texts]
 
+    def encode_joined(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all `texts` end to end (one UTF-8 encode), and how many each text has."""
+        joined = "".join(texts).encode("utf-8")
+        if joined.isascii():  # one byte per character
+            lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+        else:
+            lengths = np.fromiter((len(t.encode("utf-8")) for t in texts), np.int64, len(texts))
+        return np.frombuffer(joined, np.uint8), lengths
+
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
 
