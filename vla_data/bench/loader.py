@@ -246,7 +246,7 @@ def bench_loader(
         if profile:
             from vla_data.bench.loader_profile import profile_loader
 
-            # one decode thread: the profile charges the CPU time of this thread only
+            # one decode thread, as the bound decodes (the stage times are CPU time of all threads)
             stages = profile_loader(
                 make_loader(LoaderConfig(**{**vars(config), "decode_threads": 1})), batches
             )
